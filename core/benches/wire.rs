@@ -1,0 +1,2 @@
+//! Wire-layer benchmarks (filled in with the wire layer).
+fn main() {}
