@@ -1,0 +1,5 @@
+//! The dbus-modbus-client daemon as a library, so integration tests and the
+//! demo drive exactly the code the GX runs.
+
+pub mod link;
+pub mod spec;
