@@ -2,4 +2,5 @@
 //! demo drive exactly the code the GX runs.
 
 pub mod link;
+pub mod logging;
 pub mod spec;
