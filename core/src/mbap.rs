@@ -159,6 +159,13 @@ impl<T: AsRef<[u8]>> MbapFrame<T> {
     }
 }
 
+impl<'a> MbapFrame<&'a [u8]> {
+    /// The PDU, borrowed for as long as the buffer.
+    pub fn into_pdu(self) -> &'a [u8] {
+        self.buffer.get(HEADER_LEN..).unwrap_or_default()
+    }
+}
+
 /// Writes header + PDU into `buf`; returns the ADU length.
 pub fn emit(transaction_id: u16, unit: u8, pdu: &impl EmitPdu, buf: &mut [u8]) -> Result<usize, PduError> {
     let pdu_len = pdu.pdu_len();
