@@ -1,0 +1,699 @@
+//! One bus: a serial port or a socket, the devices on it, and the loop that
+//! reads them one transaction at a time.
+//!
+//! Each pass of [`Bus::run`] does the most useful single thing:
+//! 1. (re)open the link if it is down (every second, logging the cause once);
+//! 2. serve a queued command (a write from D-Bus, a raw exchange);
+//! 3. probe a device that is not identified yet and may be asked now;
+//! 4. otherwise read the block the core scheduler says is due, or sleep
+//!    until it is (waking early for commands).
+//!
+//! A transaction waits for the t3.5 line silence, drains stale input, sends
+//! the request, and feeds what arrives into the core [`Master`] until it
+//! completes or its deadline passes. The deadline is the response's own wire
+//! time plus the device's adaptive timeout, so a silent device costs one
+//! bounded timeout per back-off period and never starves the others.
+
+use std::time::Duration as StdDuration;
+
+use async_io::Timer;
+use dmc_core::master::{AsciiFraming, Counters, Master, MbapFraming, RtuFraming, TransactionError};
+use dmc_core::pdu::{Request, Response};
+use dmc_core::plan::Transport;
+use dmc_core::profile::Profile;
+use dmc_core::register::{PollClass, RegisterBank};
+use dmc_core::rtu::RxTiming;
+use dmc_core::schedule::{DeviceId, Next, Scheduler};
+use dmc_core::time::{Duration, Instant};
+use dmc_core::timing::LineConfig;
+use futures_lite::future;
+
+use super::clock::Clock;
+use super::device::{Device, Failure, Presence, PresenceChange};
+use crate::link::{Link, LinkError, SerialLink, TcpLink, UdpLink};
+use crate::spec::{DeviceSpec, Method};
+
+/// Devices one bus can hold (Modbus serial allows 247; a GX bus has a handful).
+pub const MAX_DEVICES: usize = 16;
+/// Read blocks over all devices of one bus.
+pub const MAX_SLOTS: usize = 128;
+/// How often a missing serial port is looked for again.
+pub const REOPEN_INTERVAL: StdDuration = StdDuration::from_secs(1);
+/// Smallest silence the receiver accepts inside a frame on a real serial
+/// port: USB adapters deliver bytes in bursts (an FTDI latency timer can
+/// split a frame with a 16 ms pause).
+pub const USB_BURST_GAP: Duration = Duration::from_millis(20);
+
+/// How a bus is reached and framed; built from the first device spec on it.
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    /// Transport.
+    pub method: Method,
+    /// Port or host.
+    pub target: String,
+    /// Baud rate or TCP/UDP port.
+    pub rate_or_port: u32,
+    /// Serial framing (ignored on networks).
+    pub line: LineConfig,
+}
+
+impl BusConfig {
+    /// The bus a spec lives on, with 8N1 framing.
+    pub fn for_spec(spec: &DeviceSpec) -> BusConfig {
+        // Over a network the "line" only sets how long a request occupies the
+        // master's receive window; a fast nominal rate keeps that negligible.
+        let baud = if spec.method.is_serial() { spec.rate_or_port } else { 115_200 };
+        BusConfig {
+            method: spec.method,
+            target: spec.target.clone(),
+            rate_or_port: spec.rate_or_port,
+            line: LineConfig::new_8n1(baud),
+        }
+    }
+
+    /// ADU length on this bus for a PDU of `pdu_len` bytes.
+    fn adu_len(&self, pdu_len: usize) -> usize {
+        match self.method {
+            Method::Rtu | Method::RtuOverTcp => pdu_len + 3,
+            // ':' + hex of unit, PDU and LRC + CR LF.
+            Method::Ascii => 1 + 2 * (pdu_len + 2) + 2,
+            Method::Tcp | Method::Udp => pdu_len + 7,
+        }
+    }
+
+    /// Wire time of `len` bytes (zero on networks).
+    fn wire_time(&self, len: usize) -> Duration {
+        if self.method.is_serial() {
+            self.line.wire_time(len)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// How the planner should cost reads on this bus.
+    pub fn transport(&self) -> Transport {
+        match self.method {
+            Method::Rtu | Method::Ascii | Method::RtuOverTcp => Transport::Rtu(self.line),
+            Method::Tcp | Method::Udp => Transport::Mbap,
+        }
+    }
+
+    /// A display name: the tty or `host:port`.
+    pub fn name(&self) -> String {
+        match self.method {
+            Method::Rtu | Method::Ascii => self.target.clone(),
+            _ => format!("{}:{}", self.target, self.rate_or_port),
+        }
+    }
+}
+
+/// What the bus tells the outside world. Calls are synchronous and must be
+/// quick: they run between two transactions.
+pub trait Observer {
+    /// A device's presence changed (identified, ready, lost, returned).
+    fn presence(&mut self, device_index: usize, device: &Device, change: PresenceChange, now: Instant);
+    /// A read completed; `device.changed` lists the registers whose value changed.
+    fn values(&mut self, device_index: usize, device: &Device, now: Instant);
+    /// The link went down (with the reason) or came back (`None`).
+    fn link(&mut self, _bus: &str, _error: Option<&LinkError>) {}
+    /// Checked once per pass; `true` ends [`Bus::run`].
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
+}
+
+/// Bus-level counters, for benchmarks and the control service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BusStats {
+    /// Transactions attempted.
+    pub transactions: u64,
+    /// Request plus response bytes on the wire (successful transactions).
+    pub wire_bytes: u64,
+    /// Time the line carried our bytes (wire time of requests and responses).
+    pub wire_busy: Duration,
+    /// Times the link was (re)opened.
+    pub opens: u64,
+}
+
+/// The master over whichever framing the bus uses.
+enum AnyMaster {
+    Rtu(Box<Master<RtuFraming>>),
+    Ascii(Box<Master<AsciiFraming>>),
+    Mbap(Box<Master<MbapFraming>>),
+}
+
+macro_rules! with_master {
+    ($m:expr, $v:ident => $body:expr) => {
+        match $m {
+            AnyMaster::Rtu($v) => $body,
+            AnyMaster::Ascii($v) => $body,
+            AnyMaster::Mbap($v) => $body,
+        }
+    };
+}
+
+/// Outcome of one transaction, with the bytes that crossed the wire.
+struct Exchange {
+    result: Result<(), TransactionError>,
+    /// When the request finished on the wire.
+    sent_at: Instant,
+    /// When the outcome was known.
+    done_at: Instant,
+}
+
+/// A queued request from outside the poll loop (D-Bus writes, VregLink).
+pub struct Command {
+    /// Index of the device on this bus.
+    pub device: usize,
+    /// The request PDU bytes (validated when parsed).
+    pub pdu: Vec<u8>,
+    /// Where the response PDU (or the error text) goes.
+    pub reply: async_channel::Sender<Result<Vec<u8>, CommandError>>,
+}
+
+/// Why a command failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandError {
+    /// The request bytes were not a valid Modbus request.
+    BadRequest(String),
+    /// The device is not answering or the link is down.
+    Unavailable,
+    /// The transaction failed (timeout, exception, bad answer).
+    Failed(String),
+}
+
+/// One bus and its devices.
+pub struct Bus {
+    config: BusConfig,
+    clock: Clock,
+    link: Option<Link>,
+    link_error: Option<String>,
+    master: AnyMaster,
+    /// The devices on this bus.
+    pub devices: Vec<Device>,
+    scheduled: Vec<Option<DeviceId>>,
+    scheduler: Scheduler<MAX_DEVICES, MAX_SLOTS>,
+    stats: BusStats,
+    commands: async_channel::Receiver<Command>,
+    command_tx: async_channel::Sender<Command>,
+    /// A command that woke the loop from its sleep, served next.
+    pending: Option<Command>,
+    rx_buf: Vec<u8>,
+    words: Vec<u16>,
+}
+
+impl Bus {
+    /// A bus for `config` with the given devices (all on it).
+    pub fn new(config: BusConfig, specs: Vec<DeviceSpec>, clock: Clock) -> Result<Bus, String> {
+        let now = clock.now();
+        let devices = specs.into_iter().map(|s| Device::new(s, now)).collect::<Result<Vec<_>, _>>()?;
+        if devices.len() > MAX_DEVICES {
+            return Err(format!("{}: at most {MAX_DEVICES} devices per bus", config.name()));
+        }
+        let master = match config.method {
+            Method::Rtu | Method::RtuOverTcp => {
+                let mut timing = RxTiming::from_line(&config.line);
+                if config.method == Method::Rtu {
+                    // Only the inside-a-frame limit is widened; the frame gap
+                    // that paces our requests stays the spec's t3.5.
+                    timing.inter_char_timeout = timing.inter_char_timeout.max(USB_BURST_GAP);
+                } else {
+                    // A TCP gateway forwards in packets; byte timing means nothing.
+                    timing = timing.widened(USB_BURST_GAP);
+                }
+                AnyMaster::Rtu(Box::new(Master::new(RtuFraming::with_timing(config.line, timing))))
+            }
+            Method::Ascii => AnyMaster::Ascii(Box::new(Master::new(AsciiFraming::new(Some(config.line))))),
+            Method::Tcp | Method::Udp => AnyMaster::Mbap(Box::new(Master::new(MbapFraming::new()))),
+        };
+        let (command_tx, commands) = async_channel::bounded(16);
+        let n = devices.len();
+        let mut bus = Bus {
+            config,
+            clock,
+            link: None,
+            link_error: None,
+            master,
+            devices,
+            scheduled: vec![None; n],
+            scheduler: Scheduler::new(),
+            stats: BusStats::default(),
+            commands,
+            command_tx,
+            pending: None,
+            rx_buf: vec![0; 512],
+            words: Vec::with_capacity(125),
+        };
+        for i in 0..n {
+            // Devices whose spec names the profile are planned right away.
+            bus.schedule_device(i)?;
+        }
+        Ok(bus)
+    }
+
+    /// A handle to queue commands for this bus.
+    pub fn commands(&self) -> async_channel::Sender<Command> {
+        self.command_tx.clone()
+    }
+
+    /// Bus counters.
+    pub fn stats(&self) -> BusStats {
+        self.stats
+    }
+
+    /// Core master counters (CRC errors, wrong units, late answers...).
+    pub fn master_counters(&self) -> Counters {
+        *with_master!(&self.master, m => m.counters())
+    }
+
+    /// The bus configuration.
+    pub fn config(&self) -> &BusConfig {
+        &self.config
+    }
+
+    /// Plans and registers device `i` with the scheduler once its profile is known.
+    fn schedule_device(&mut self, i: usize) -> Result<(), String> {
+        let transport = self.config.transport();
+        let Some(dev) = self.devices.get_mut(i) else { return Ok(()) };
+        let Some(profile) = dev.profile else { return Ok(()) };
+        if self.scheduled.get(i).copied().flatten().is_some() {
+            return Ok(());
+        }
+        dev.prepare(&transport)?;
+        let costs: Vec<(PollClass, Duration)> =
+            dev.blocks().iter().map(|b| (b.class, profile.read_time(&transport, b.count))).collect();
+        let id = self.scheduler.add_device(costs).map_err(|e| format!("{}: {e:?}", dev.spec))?;
+        let _ = self.scheduler.set_min_interval(id, profile.min_command_interval);
+        if let Some(slot) = self.scheduled.get_mut(i) {
+            *slot = Some(id);
+        }
+        Ok(())
+    }
+
+    /// Runs until the observer asks to stop. Link failures never end it.
+    pub async fn run(&mut self, observer: &mut dyn Observer) {
+        loop {
+            if observer.stop_requested() {
+                return;
+            }
+            if self.link.is_none() && !self.open_link(observer).await {
+                Timer::after(REOPEN_INTERVAL).await;
+                continue;
+            }
+            self.step(observer).await;
+        }
+    }
+
+    /// Runs at most `transactions` transactions (benchmarks and tests).
+    pub async fn run_for(&mut self, observer: &mut dyn Observer, transactions: u64) {
+        let until = self.stats.transactions + transactions;
+        while self.stats.transactions < until && !observer.stop_requested() {
+            if self.link.is_none() && !self.open_link(observer).await {
+                Timer::after(REOPEN_INTERVAL).await;
+                continue;
+            }
+            self.step(observer).await;
+        }
+    }
+
+    async fn open_link(&mut self, observer: &mut dyn Observer) -> bool {
+        let c = &self.config;
+        let opened = match c.method {
+            Method::Rtu | Method::Ascii => {
+                let path = if c.target.starts_with('/') {
+                    std::path::PathBuf::from(&c.target)
+                } else {
+                    std::path::Path::new("/dev").join(&c.target)
+                };
+                SerialLink::open(&path, &c.line).map(Link::Serial)
+            }
+            Method::Tcp | Method::RtuOverTcp => {
+                let port = u16::try_from(c.rate_or_port).unwrap_or(502);
+                TcpLink::connect(&c.target, port, StdDuration::from_secs(3)).await.map(Link::Tcp)
+            }
+            Method::Udp => {
+                let port = u16::try_from(c.rate_or_port).unwrap_or(502);
+                UdpLink::connect(&c.target, port).map(Link::Udp)
+            }
+        };
+        match opened {
+            Ok(link) => {
+                log::info!("{}: opened", link.name());
+                self.link = Some(link);
+                self.link_error = None;
+                self.stats.opens += 1;
+                with_master!(&mut self.master, m => m.cancel());
+                let now = self.clock.now();
+                for d in &mut self.devices {
+                    d.retry_now(now);
+                }
+                observer.link(&self.config.name(), None);
+                true
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if self.link_error.as_deref() != Some(text.as_str()) {
+                    log::error!("{text}; retrying every {} s", REOPEN_INTERVAL.as_secs());
+                    observer.link(&self.config.name(), Some(&e));
+                    self.link_error = Some(text);
+                }
+                false
+            }
+        }
+    }
+
+    fn drop_link(&mut self, e: &LinkError, observer: &mut dyn Observer) {
+        let text = e.to_string();
+        log::error!("{text}; closing and reopening");
+        observer.link(&self.config.name(), Some(e));
+        self.link_error = Some(text);
+        self.link = None;
+        with_master!(&mut self.master, m => m.cancel());
+    }
+
+    /// One pass: a command, a probe, a due read, or a sleep.
+    async fn step(&mut self, observer: &mut dyn Observer) {
+        if let Some(cmd) = self.pending.take().or_else(|| self.commands.try_recv().ok()) {
+            self.serve_command(cmd, observer).await;
+            return;
+        }
+        let now = self.clock.now();
+        if let Some(i) = self.probe_candidate(now) {
+            self.probe(i, observer).await;
+            return;
+        }
+        self.sync_not_before();
+        match self.scheduler.next(now) {
+            Next::Read { device, block } => {
+                if let Some(i) = self.scheduled.iter().position(|s| *s == Some(device)) {
+                    self.read_block(i, device, block, observer).await;
+                }
+            }
+            Next::Wait { until } => self.sleep_until(Some(until)).await,
+            Next::Idle => self.sleep_until(None).await,
+        }
+    }
+
+    /// Sleeps until `until` (or the next probe/back-off moment), waking early for a command.
+    async fn sleep_until(&mut self, until: Option<Instant>) {
+        let wake = self
+            .devices
+            .iter()
+            .filter(|d| d.profile.is_none())
+            .filter_map(|d| d.not_before())
+            .chain(until)
+            .min()
+            .unwrap_or_else(|| self.clock.now() + Duration::from_secs(1));
+        let timer = Timer::at(self.clock.to_std(wake));
+        let commands = &self.commands;
+        let woken_by = future::or(
+            async {
+                timer.await;
+                None
+            },
+            async { commands.recv().await.ok() },
+        )
+        .await;
+        if woken_by.is_some() {
+            self.pending = woken_by;
+        }
+    }
+
+    /// The scheduler must not pick devices that are backing off.
+    fn sync_not_before(&mut self) {
+        for (d, id) in self.devices.iter().zip(&self.scheduled) {
+            if let Some(id) = id {
+                let _ = self.scheduler.set_not_before(*id, d.not_before().unwrap_or(Instant::ZERO));
+            }
+        }
+    }
+
+    fn probe_candidate(&self, now: Instant) -> Option<usize> {
+        self.devices.iter().position(|d| {
+            d.profile.is_none() && d.next_probe().is_some() && d.not_before().is_none_or(|t| t <= now)
+        })
+    }
+
+    async fn probe(&mut self, i: usize, observer: &mut dyn Observer) {
+        let Some(dev) = self.devices.get(i) else { return };
+        let Some((bank, address, count)) = dev.next_probe() else { return };
+        let unit = dev.spec.unit;
+        let timeout = dev.timeout();
+        let request = read_request(bank, address, count);
+        let ex = self.transact(unit, &request, timeout, observer).await;
+        let now = ex.done_at;
+        fill_words(&self.master, &mut self.words);
+        let words = self.words.as_slice();
+        let Some(dev) = self.devices.get_mut(i) else { return };
+        dev.stats.requests += 1;
+        let change = match ex.result {
+            Ok(()) => {
+                dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                dev.probe_result(Some(words), now)
+            }
+            Err(TransactionError::Exception(_)) => dev.probe_result(None, now),
+            Err(e) => {
+                let c = dev.failed(failure_of(&e), now);
+                if c == Some(PresenceChange::Lost) {
+                    log::info!("{}: no answer to identification; retrying with back-off", dev.spec);
+                    None
+                } else {
+                    c
+                }
+            }
+        };
+        if dev.unidentified() {
+            log::warn!("{}: answers but matches no known profile (see --models)", dev.spec);
+        }
+        if let Some(change) = change {
+            if change == PresenceChange::Identified {
+                log::info!(
+                    "{}: identified as {}",
+                    dev.spec,
+                    dev.profile.map_or("?", |p: &Profile| p.product_name)
+                );
+                if let Err(e) = self.schedule_device(i) {
+                    log::error!("{e}");
+                }
+            }
+            if let Some(dev) = self.devices.get(i) {
+                observer.presence(i, dev, change, now);
+            }
+        }
+    }
+
+    async fn read_block(&mut self, i: usize, id: DeviceId, block: usize, observer: &mut dyn Observer) {
+        let Some(dev) = self.devices.get(i) else { return };
+        let Some(b) = dev.blocks().get(block).copied() else { return };
+        let unit = dev.spec.unit;
+        let timeout = dev.timeout();
+        let request = read_request(b.bank, b.start, b.count);
+        let started = self.clock.now();
+        let ex = self.transact(unit, &request, timeout, observer).await;
+        let now = ex.done_at;
+        // Identity blocks count as read only once they succeed (or are refused).
+        let mark = b.class != PollClass::Once || !matches!(ex.result, Err(TransactionError::Timeout));
+        if mark {
+            let _ = self.scheduler.mark_read(id, block, started);
+        }
+        fill_words(&self.master, &mut self.words);
+        let words = self.words.as_slice();
+        let Some(dev) = self.devices.get_mut(i) else { return };
+        dev.stats.requests += 1;
+        let change = match ex.result {
+            Ok(()) => {
+                dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                dev.block_read(block, words, now)
+            }
+            Err(TransactionError::Exception(code)) => {
+                log::debug!("{}: block {:?} {} x{} refused: {code}", dev.spec, b.bank, b.start, b.count);
+                let c = dev.failed(Failure::Exception, now);
+                dev.block_unreadable(block, now);
+                c
+            }
+            Err(e) => dev.failed(failure_of(&e), now),
+        };
+        let dev = &self.devices[i];
+        if let Some(change) = change {
+            match change {
+                PresenceChange::Lost => log::warn!("{}: not answering; retrying with back-off", dev.spec),
+                PresenceChange::Returned => log::info!("{}: answering again", dev.spec),
+                PresenceChange::Ready => log::info!("{}: ready", dev.spec),
+                PresenceChange::Identified => {}
+            }
+            observer.presence(i, dev, change, now);
+        }
+        if !dev.changed.is_empty() {
+            observer.values(i, dev, now);
+        }
+    }
+
+    async fn serve_command(&mut self, cmd: Command, observer: &mut dyn Observer) {
+        let request = match Request::parse(&cmd.pdu) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = cmd.reply.try_send(Err(CommandError::BadRequest(e.to_string())));
+                return;
+            }
+        };
+        let Some(dev) = self.devices.get(cmd.device) else {
+            let _ = cmd.reply.try_send(Err(CommandError::Unavailable));
+            return;
+        };
+        if self.link.is_none() || matches!(dev.presence, Presence::NotAnswering { .. }) {
+            let _ = cmd.reply.try_send(Err(CommandError::Unavailable));
+            return;
+        }
+        let unit = dev.spec.unit;
+        let timeout = dev.timeout();
+        let ex = self.transact(unit, &request, timeout, observer).await;
+        let reply = match ex.result {
+            Ok(()) => Ok(with_master!(&self.master, m => m.response_pdu().to_vec())),
+            Err(e) => Err(CommandError::Failed(e.to_string())),
+        };
+        if let Some(dev) = self.devices.get_mut(cmd.device) {
+            dev.stats.requests += 1;
+            match &ex.result {
+                Ok(()) => dev.stats.responses += 1,
+                Err(TransactionError::Exception(_)) => dev.stats.exceptions += 1,
+                Err(TransactionError::Timeout) => dev.stats.timeouts += 1,
+                Err(_) => dev.stats.protocol_errors += 1,
+            }
+        }
+        let _ = cmd.reply.try_send(reply);
+    }
+
+    /// One transaction on the link: wait for the line, send, collect the answer.
+    async fn transact(
+        &mut self,
+        unit: u8,
+        request: &Request<'_>,
+        timeout: Duration,
+        observer: &mut dyn Observer,
+    ) -> Exchange {
+        self.stats.transactions += 1;
+        let start = self.clock.now();
+        let Some(link) = self.link.as_mut() else {
+            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+        };
+        // Stale bytes (a late answer to an earlier request, noise) must not
+        // be taken for this answer.
+        if let Err(e) = link.drain() {
+            self.drop_link(&e, observer);
+            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+        }
+        let req_len = self.config.adu_len(request.buffer_len());
+        let resp_len = self.config.adu_len(request.expected_response_len());
+        let wire = self.config.wire_time(req_len) + self.config.wire_time(resp_len);
+        let gap = if self.config.method.is_serial() { self.config.line.t35() } else { Duration::ZERO };
+        let deadline = start + gap + wire + timeout;
+        let started = with_master!(&mut self.master, m => m.start(start, unit, request, deadline));
+        if let Err(e) = started {
+            log::error!("{}: cannot send request to unit {unit}: {e}", self.config.name());
+            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+        }
+        let mut sent_at = start;
+        let debug = log::log_enabled!(target: "dmc::frame", log::Level::Debug);
+        loop {
+            let now = self.clock.now();
+            // Send once the line has been quiet for t3.5.
+            let tx = with_master!(&mut self.master, m => m.poll_transmit(now).map(<[u8]>::to_vec));
+            if let Some(frame) = tx {
+                if debug {
+                    log::debug!(target: "dmc::frame", "{} SEND: {}", link_name(&self.link), hex(&frame));
+                }
+                let Some(link) = self.link.as_mut() else { break };
+                if let Err(e) = link.send(&frame).await {
+                    self.drop_link(&e, observer);
+                    with_master!(&mut self.master, m => m.cancel());
+                    let now = self.clock.now();
+                    return Exchange { result: Err(TransactionError::Timeout), sent_at: now, done_at: now };
+                }
+                sent_at = now + self.config.wire_time(frame.len());
+            }
+            match with_master!(&mut self.master, m => m.poll(now)) {
+                Ok(()) => {
+                    self.stats.wire_bytes += (req_len + resp_len) as u64;
+                    self.stats.wire_busy = self.stats.wire_busy + wire;
+                    let done_at = self.clock.now();
+                    if debug {
+                        let pdu = with_master!(&self.master, m => hex(m.response_pdu()));
+                        log::debug!(target: "dmc::frame", "{} RECV: unit {unit} pdu {pdu}", link_name(&self.link));
+                    }
+                    // Latency excludes the response's own wire time.
+                    let resp_wire = self.config.wire_time(resp_len);
+                    return Exchange { result: Ok(()), sent_at: sent_at + resp_wire, done_at };
+                }
+                Err(nb::Error::Other(e)) => {
+                    if debug {
+                        log::debug!(target: "dmc::frame", "{} unit {unit}: {e}", link_name(&self.link));
+                    }
+                    return Exchange { result: Err(e), sent_at, done_at: self.clock.now() };
+                }
+                Err(nb::Error::WouldBlock) => {}
+            }
+            let wake = with_master!(&self.master, m => m.poll_timeout()).unwrap_or(deadline);
+            let Some(link) = self.link.as_mut() else { break };
+            let n = match link.recv(&mut self.rx_buf, self.clock.to_std(wake)).await {
+                Ok(n) => n,
+                Err(e) => {
+                    self.drop_link(&e, observer);
+                    let now = self.clock.now();
+                    return Exchange { result: Err(TransactionError::Timeout), sent_at, done_at: now };
+                }
+            };
+            if n > 0 {
+                let now = self.clock.now();
+                let bytes = self.rx_buf.get(..n).unwrap_or_default();
+                if debug {
+                    log::debug!(target: "dmc::frame", "{} RX: {}", link_name(&self.link), hex(bytes));
+                }
+                with_master!(&mut self.master, m => m.handle_rx(now, bytes));
+            }
+        }
+        let now = self.clock.now();
+        Exchange { result: Err(TransactionError::Timeout), sent_at, done_at: now }
+    }
+}
+
+/// Copies the registers of the last successful read response (none otherwise).
+fn fill_words(master: &AnyMaster, words: &mut Vec<u16>) {
+    words.clear();
+    with_master!(master, m => {
+        if let Some(regs) = m.response().as_ref().and_then(Response::registers) {
+            words.extend(regs.iter());
+        }
+    });
+}
+
+fn link_name(link: &Option<Link>) -> &str {
+    link.as_ref().map_or("-", Link::name)
+}
+
+fn failure_of(e: &TransactionError) -> Failure {
+    match e {
+        TransactionError::Exception(_) => Failure::Exception,
+        TransactionError::Pdu(_) => Failure::Protocol,
+        TransactionError::Timeout | TransactionError::Idle => Failure::Timeout,
+    }
+}
+
+/// The read request for a bank.
+pub fn read_request(bank: RegisterBank, address: u16, quantity: u16) -> Request<'static> {
+    match bank {
+        RegisterBank::Holding => Request::ReadHoldingRegisters { address, quantity },
+        RegisterBank::Input => Request::ReadInputRegisters { address, quantity },
+    }
+}
+
+/// `0x01 0x04 ...` style hex, as the pymodbus debug log users know.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 5);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&format!("0x{b:02x}"));
+    }
+    s
+}
