@@ -316,7 +316,7 @@ impl Bus {
                 self.counters.crc_bad += 1;
                 return Vec::new();
             }
-            Err(FrameError::TooShort | FrameError::Malformed) => {
+            Err(FrameError::TooShort | FrameError::Malformed(_)) => {
                 self.counters.malformed += 1;
                 return Vec::new();
             }
@@ -434,7 +434,7 @@ mod tests {
     }
 
     fn read(unit: u8, bank: Bank, start: u16, count: u16) -> Vec<u8> {
-        encode_request(unit, &ModelRequest::Read { bank, start, count })
+        encode_request(unit, &ModelRequest::Read { bank, start, count }).unwrap_or_default()
     }
 
     #[test]
@@ -486,7 +486,7 @@ mod tests {
         assert!(b.served(1, "status").is_empty(), "corrupted replies are not 'served'");
         let out = b.handle_frame(&read(1, Bank::Input, 104, 2), 0.1);
         assert_eq!(out[0].bytes[1..3], [0x84, 0x04]);
-        let w = encode_request(1, &ModelRequest::WriteSingle { addr: 3, value: 50 });
+        let w = encode_request(1, &ModelRequest::WriteSingle { addr: 3, value: 50 }).unwrap_or_default();
         let out = b.handle_frame(&w, 0.1);
         assert_eq!(out[0].bytes[1..3], [0x86, 0x04]);
         let c = b.stats().unit(1).unwrap_or_default();

@@ -1,12 +1,23 @@
-//! Slave-side RTU codec: request frames in, response frames out.
+//! Slave-side RTU codec: request frames in, response frames out, through `dmc-core`'s PDU layer.
 //!
-//! STOP-GAP: until `dmc-core`'s `pdu`/`rtu` land (branch `wire`), this module
-//! parses and emits the handful of PDUs the simulator needs by hand. It is
-//! replaced by calls into core once they exist, so the bench and the
-//! simulator exercise the same framing code as the daemon.
+//! The PDU parsing and emission are core's ([`dmc_core::pdu`]), so the
+//! simulator exercises the same code as the daemon; this module only maps
+//! core's request types to the models' [`ModelRequest`] and back, and adds the
+//! unit byte and CRC. Two gaps in core are filled here: FC08 diagnostics (not
+//! in core's function table; the SDM230 supports it) and the slave's duty to
+//! answer a request whose quantity is outside the spec's limits with an
+//! exception (core's parser just rejects it).
 
 use crate::model::{Bank, ModelReply, ModelRequest};
 use dmc_core::crc::{check_crc_trailer, crc16};
+use dmc_core::pdu::{
+    EmitPdu, ExceptionCode, ExceptionResponse, FunctionCode, PduError, RawPdu, Request, Response, Words,
+};
+
+/// Largest RTU frame (Modbus over Serial Line V1.02, 2.5.1).
+pub const MAX_ADU_LEN: usize = 256;
+/// FC08 diagnostics, which core's function table does not list.
+const FC_DIAGNOSTICS: u8 = 0x08;
 
 /// Why a received frame is not a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,133 +26,121 @@ pub enum FrameError {
     TooShort,
     /// CRC trailer does not match.
     BadCrc,
-    /// The PDU length does not fit its function code.
-    Malformed,
+    /// The PDU does not fit its function code.
+    Malformed(PduError),
 }
 
 /// Parses one RTU request frame (CRC included): unit and request.
 pub fn parse_request(adu: &[u8]) -> Result<(u8, ModelRequest), FrameError> {
+    let (Some(&unit), Some(pdu)) = (adu.first(), adu.get(1..adu.len().saturating_sub(2))) else {
+        return Err(FrameError::TooShort);
+    };
     if adu.len() < 4 {
         return Err(FrameError::TooShort);
     }
     if !check_crc_trailer(adu) {
         return Err(FrameError::BadCrc);
     }
-    let unit = adu[0];
-    let pdu = &adu[1..adu.len() - 2];
-    let word = |i: usize| -> Option<u16> { Some(u16::from_be_bytes([*pdu.get(i)?, *pdu.get(i + 1)?])) };
-    let function = pdu[0];
-    let request = match function {
-        0x03 | 0x04 => {
-            if pdu.len() != 5 {
-                return Err(FrameError::Malformed);
-            }
-            let bank = if function == 0x03 { Bank::Holding } else { Bank::Input };
-            ModelRequest::Read {
-                bank,
-                start: word(1).ok_or(FrameError::Malformed)?,
-                count: word(3).ok_or(FrameError::Malformed)?,
-            }
+    let function = pdu.first().copied().unwrap_or(0);
+    let request = match Request::parse(pdu) {
+        Ok(Request::ReadHoldingRegisters { address, quantity }) => {
+            ModelRequest::Read { bank: Bank::Holding, start: address, count: quantity }
         }
-        0x06 => {
-            if pdu.len() != 5 {
-                return Err(FrameError::Malformed);
-            }
-            ModelRequest::WriteSingle {
-                addr: word(1).ok_or(FrameError::Malformed)?,
-                value: word(3).ok_or(FrameError::Malformed)?,
-            }
+        Ok(Request::ReadInputRegisters { address, quantity }) => {
+            ModelRequest::Read { bank: Bank::Input, start: address, count: quantity }
         }
-        0x08 => {
-            if pdu.len() != 5 {
-                return Err(FrameError::Malformed);
-            }
-            ModelRequest::Diagnostics {
-                sub_function: word(1).ok_or(FrameError::Malformed)?,
-                data: word(3).ok_or(FrameError::Malformed)?,
-            }
+        Ok(Request::WriteSingleRegister { address, value }) => {
+            ModelRequest::WriteSingle { addr: address, value }
         }
-        0x10 => {
-            let start = word(1).ok_or(FrameError::Malformed)?;
-            let count = word(3).ok_or(FrameError::Malformed)?;
-            let bytes = usize::from(*pdu.get(5).ok_or(FrameError::Malformed)?);
-            if bytes != usize::from(count) * 2 || pdu.len() != 6 + bytes {
-                return Err(FrameError::Malformed);
-            }
-            let values = pdu[6..].chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
-            ModelRequest::WriteMultiple { start, values }
+        Ok(Request::WriteMultipleRegisters { address, values }) => {
+            ModelRequest::WriteMultiple { start: address, values: values.iter().collect() }
         }
-        other => ModelRequest::Other { function: other },
+        Ok(other) => ModelRequest::Other { function: other.function().value() },
+        Err(PduError::UnsupportedFunction { function: FC_DIAGNOSTICS }) if pdu.len() == 5 => {
+            let word = |i: usize| u16::from_be_bytes([pdu[i], pdu[i + 1]]);
+            ModelRequest::Diagnostics { sub_function: word(1), data: word(3) }
+        }
+        Err(PduError::UnsupportedFunction { function }) => ModelRequest::Other { function },
+        // Modbus Application Protocol 6.3/6.4: bad quantity → 03, range past 0xFFFF → 02.
+        Err(PduError::QuantityOutOfRange { .. }) => ModelRequest::Invalid { function, code: 0x03 },
+        Err(PduError::AddressOverflow { .. }) => ModelRequest::Invalid { function, code: 0x02 },
+        Err(e) => return Err(FrameError::Malformed(e)),
     };
     Ok((unit, request))
 }
 
-/// Emits the RTU response frame (CRC included) for `reply`; `None` for [`ModelReply::Silence`].
-pub fn encode_response(unit: u8, function: u8, reply: &ModelReply) -> Option<Vec<u8>> {
-    let mut out = vec![unit];
-    match reply {
-        ModelReply::Silence => return None,
-        ModelReply::Registers(words) => {
-            out.push(function);
-            out.push(u8::try_from(words.len() * 2).ok()?);
-            for w in words {
-                out.extend_from_slice(&w.to_be_bytes());
-            }
-        }
-        ModelReply::WriteSingle { addr, value } => {
-            out.push(function);
-            out.extend_from_slice(&addr.to_be_bytes());
-            out.extend_from_slice(&value.to_be_bytes());
-        }
-        ModelReply::WriteMultiple { start, count } => {
-            out.push(function);
-            out.extend_from_slice(&start.to_be_bytes());
-            out.extend_from_slice(&count.to_be_bytes());
-        }
-        ModelReply::Diagnostics { sub_function, data } => {
-            out.push(function);
-            out.extend_from_slice(&sub_function.to_be_bytes());
-            out.extend_from_slice(&data.to_be_bytes());
-        }
-        ModelReply::Exception(code) => {
-            out.push(function | 0x80);
-            out.push(*code);
-        }
-    }
+/// Wraps a PDU into an RTU frame: unit, PDU, CRC (low byte first).
+pub fn rtu_frame(unit: u8, pdu: &dyn EmitPdu) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; 1 + pdu.pdu_len() + 2];
+    out[0] = unit;
+    let n = pdu.emit(out.get_mut(1..)?).ok()?;
+    out.truncate(1 + n);
     let crc = crc16(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Some(out)
+    (out.len() <= MAX_ADU_LEN).then_some(out)
 }
 
-/// Builds a request frame (for tests and the stop-gap master).
-pub fn encode_request(unit: u8, request: &ModelRequest) -> Vec<u8> {
-    let mut out = vec![unit, request.function()];
-    match request {
-        ModelRequest::Read { start, count, .. } => {
-            out.extend_from_slice(&start.to_be_bytes());
-            out.extend_from_slice(&count.to_be_bytes());
+/// Emits the RTU response frame (CRC included) for `reply`; `None` for [`ModelReply::Silence`].
+pub fn encode_response(unit: u8, function: u8, reply: &ModelReply) -> Option<Vec<u8>> {
+    match reply {
+        ModelReply::Silence => None,
+        ModelReply::Registers(words) => {
+            let words = Words::from_slice(words);
+            let response = if function == FunctionCode::ReadHoldingRegisters.value() {
+                Response::ReadHoldingRegisters(words)
+            } else {
+                Response::ReadInputRegisters(words)
+            };
+            rtu_frame(unit, &response)
+        }
+        ModelReply::WriteSingle { addr, value } => {
+            rtu_frame(unit, &Response::WriteSingleRegister { address: *addr, value: *value })
+        }
+        ModelReply::WriteMultiple { start, count } => {
+            rtu_frame(unit, &Response::WriteMultipleRegisters { address: *start, quantity: *count })
+        }
+        ModelReply::Diagnostics { sub_function, data } => {
+            let [s0, s1] = sub_function.to_be_bytes();
+            let [d0, d1] = data.to_be_bytes();
+            rtu_frame(unit, &RawPdu(&[FC_DIAGNOSTICS, s0, s1, d0, d1]))
+        }
+        ModelReply::Exception(code) => rtu_frame(
+            unit,
+            &ExceptionResponse {
+                function: FunctionCode::from_u8(function),
+                code: ExceptionCode::from_u8(*code),
+            },
+        ),
+    }
+}
+
+/// Builds a request frame with core's encoder (tests, bench).
+pub fn encode_request(unit: u8, request: &ModelRequest) -> Option<Vec<u8>> {
+    let values;
+    let req = match request {
+        ModelRequest::Read { bank: Bank::Holding, start, count } => {
+            Request::ReadHoldingRegisters { address: *start, quantity: *count }
+        }
+        ModelRequest::Read { bank: Bank::Input, start, count } => {
+            Request::ReadInputRegisters { address: *start, quantity: *count }
         }
         ModelRequest::WriteSingle { addr, value } => {
-            out.extend_from_slice(&addr.to_be_bytes());
-            out.extend_from_slice(&value.to_be_bytes());
+            Request::WriteSingleRegister { address: *addr, value: *value }
+        }
+        ModelRequest::WriteMultiple { start, values: v } => {
+            values = v.clone();
+            Request::WriteMultipleRegisters { address: *start, values: Words::from_slice(&values) }
         }
         ModelRequest::Diagnostics { sub_function, data } => {
-            out.extend_from_slice(&sub_function.to_be_bytes());
-            out.extend_from_slice(&data.to_be_bytes());
+            let [s0, s1] = sub_function.to_be_bytes();
+            let [d0, d1] = data.to_be_bytes();
+            return rtu_frame(unit, &RawPdu(&[FC_DIAGNOSTICS, s0, s1, d0, d1]));
         }
-        ModelRequest::WriteMultiple { start, values } => {
-            out.extend_from_slice(&start.to_be_bytes());
-            out.extend_from_slice(&(values.len() as u16).to_be_bytes());
-            out.push((values.len() * 2) as u8);
-            for v in values {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
+        ModelRequest::Other { function } | ModelRequest::Invalid { function, .. } => {
+            return rtu_frame(unit, &RawPdu(&[*function]));
         }
-        ModelRequest::Other { .. } => {}
-    }
-    let crc = crc16(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    };
+    rtu_frame(unit, &req)
 }
 
 #[cfg(test)]
@@ -156,6 +155,12 @@ mod tests {
         let w = parse_request(&[0x01, 0x06, 0x00, 0x03, 0x00, 0x64, 0x78, 0x21]);
         assert_eq!(w, Ok((1, ModelRequest::WriteSingle { addr: 3, value: 100 })));
         assert_eq!(parse_request(&[0x01, 0x06, 0x00, 0x03, 0x00, 0x65, 0x78, 0x21]), Err(FrameError::BadCrc));
+        // The fork's broadcast diagnostics frame.
+        let d = parse_request(&[0x00, 0x08, 0x00, 0x00, 0x55, 0x55, 0x1E, 0xB5]);
+        assert_eq!(d, Ok((0, ModelRequest::Diagnostics { sub_function: 0, data: 0x5555 })));
+        // Core refuses to emit a 126-register read, so build it by hand.
+        let big = rtu_frame(1, &RawPdu(&[0x04, 0x00, 0x00, 0x00, 126])).unwrap_or_default();
+        assert_eq!(parse_request(&big), Ok((1, ModelRequest::Invalid { function: 4, code: 3 })));
     }
 
     #[test]
@@ -167,5 +172,7 @@ mod tests {
         assert_eq!(bytes.as_deref(), Some(&expect[..]));
         let echo = encode_response(1, 0x06, &ModelReply::WriteSingle { addr: 3, value: 100 });
         assert_eq!(echo.as_deref(), Some(&[0x01, 0x06, 0x00, 0x03, 0x00, 0x64, 0x78, 0x21][..]));
+        let exc = encode_response(2, 0x06, &ModelReply::Exception(1));
+        assert_eq!(exc.as_deref().map(|b| &b[..3]), Some(&[0x02, 0x86, 0x01][..]));
     }
 }

@@ -88,6 +88,14 @@ pub enum ModelRequest {
         /// The function code byte.
         function: u8,
     },
+    /// Well-formed but outside the protocol's limits (e.g. a read of 0 or 126
+    /// registers): every slave answers this exception, whatever its model.
+    Invalid {
+        /// The function code byte.
+        function: u8,
+        /// Exception code to answer.
+        code: u8,
+    },
 }
 
 impl ModelRequest {
@@ -99,7 +107,7 @@ impl ModelRequest {
             ModelRequest::WriteSingle { .. } => 0x06,
             ModelRequest::WriteMultiple { .. } => 0x10,
             ModelRequest::Diagnostics { .. } => 0x08,
-            ModelRequest::Other { function } => *function,
+            ModelRequest::Other { function } | ModelRequest::Invalid { function, .. } => *function,
         }
     }
 

@@ -259,6 +259,7 @@ impl Device for Sdm230 {
             ModelRequest::WriteSingle { .. } | ModelRequest::Other { .. } => {
                 ModelReply::Exception(ILLEGAL_FUNCTION)
             }
+            ModelRequest::Invalid { code, .. } => ModelReply::Exception(*code),
         }
     }
 
