@@ -16,6 +16,7 @@ use crate::fault::Faults;
 use crate::frame::{encode_response, parse_request, FrameError};
 use crate::model::{Device, DeviceKind, Environment, ModelReply, ModelRequest, Noise, SimTime};
 use dmc_core::crc::crc16;
+use dmc_core::rtu::DropReason;
 use dmc_core::timing::LineConfig;
 
 /// How many served values are kept per (unit, quantity).
@@ -304,6 +305,15 @@ impl Bus {
                 log.pop_front();
             }
             log.push_back(v);
+        }
+    }
+
+    /// Counts a frame the receiver threw away before it reached [`Bus::handle_frame`].
+    pub fn note_dropped(&mut self, reason: DropReason) {
+        self.counters.frames += 1;
+        match reason {
+            DropReason::CrcMismatch => self.counters.crc_bad += 1,
+            _ => self.counters.malformed += 1,
         }
     }
 

@@ -1,21 +1,19 @@
-//! Slave-side RTU codec: request frames in, response frames out, through `dmc-core`'s PDU layer.
+//! Slave-side RTU codec: request frames in, response frames out, through `dmc-core`'s wire layer.
 //!
-//! The PDU parsing and emission are core's ([`dmc_core::pdu`]), so the
-//! simulator exercises the same code as the daemon; this module only maps
-//! core's request types to the models' [`ModelRequest`] and back, and adds the
-//! unit byte and CRC. Two gaps in core are filled here: FC08 diagnostics (not
+//! Frames and PDUs are parsed and emitted by core ([`dmc_core::rtu`],
+//! [`dmc_core::pdu`]), so the simulator exercises the same code as the
+//! daemon; this module only maps core's request types to the models'
+//! [`ModelRequest`] and back. Two gaps in core are filled here: FC08 diagnostics (not
 //! in core's function table; the SDM230 supports it) and the slave's duty to
 //! answer a request whose quantity is outside the spec's limits with an
 //! exception (core's parser just rejects it).
 
 use crate::model::{Bank, ModelReply, ModelRequest};
-use dmc_core::crc::{check_crc_trailer, crc16};
 use dmc_core::pdu::{
     EmitPdu, ExceptionCode, ExceptionResponse, FunctionCode, PduError, RawPdu, Request, Response, Words,
 };
 
-/// Largest RTU frame (Modbus over Serial Line V1.02, 2.5.1).
-pub const MAX_ADU_LEN: usize = 256;
+use dmc_core::rtu::{self, RtuFrame, MAX_ADU_LEN};
 /// FC08 diagnostics, which core's function table does not list.
 const FC_DIAGNOSTICS: u8 = 0x08;
 
@@ -32,16 +30,9 @@ pub enum FrameError {
 
 /// Parses one RTU request frame (CRC included): unit and request.
 pub fn parse_request(adu: &[u8]) -> Result<(u8, ModelRequest), FrameError> {
-    let (Some(&unit), Some(pdu)) = (adu.first(), adu.get(1..adu.len().saturating_sub(2))) else {
-        return Err(FrameError::TooShort);
-    };
-    if adu.len() < 4 {
-        return Err(FrameError::TooShort);
-    }
-    if !check_crc_trailer(adu) {
-        return Err(FrameError::BadCrc);
-    }
-    let function = pdu.first().copied().unwrap_or(0);
+    let frame = RtuFrame::new_checked(adu).map_err(|_| FrameError::TooShort)?;
+    frame.check_crc().map_err(|_| FrameError::BadCrc)?;
+    let (unit, pdu, function) = (frame.unit(), frame.pdu(), frame.function());
     let request = match Request::parse(pdu) {
         Ok(Request::ReadHoldingRegisters { address, quantity }) => {
             ModelRequest::Read { bank: Bank::Holding, start: address, count: quantity }
@@ -71,13 +62,22 @@ pub fn parse_request(adu: &[u8]) -> Result<(u8, ModelRequest), FrameError> {
 
 /// Wraps a PDU into an RTU frame: unit, PDU, CRC (low byte first).
 pub fn rtu_frame(unit: u8, pdu: &dyn EmitPdu) -> Option<Vec<u8>> {
-    let mut out = vec![0u8; 1 + pdu.pdu_len() + 2];
-    out[0] = unit;
-    let n = pdu.emit(out.get_mut(1..)?).ok()?;
-    out.truncate(1 + n);
-    let crc = crc16(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    (out.len() <= MAX_ADU_LEN).then_some(out)
+    let mut out = vec![0u8; MAX_ADU_LEN];
+    let len = rtu::emit(unit, &PduRef(pdu), &mut out).ok()?;
+    out.truncate(len);
+    Some(out)
+}
+
+/// Lets a `&dyn EmitPdu` go where core wants `&impl EmitPdu`.
+struct PduRef<'a>(&'a dyn EmitPdu);
+
+impl EmitPdu for PduRef<'_> {
+    fn pdu_len(&self) -> usize {
+        self.0.pdu_len()
+    }
+    fn emit(&self, buf: &mut [u8]) -> Result<usize, PduError> {
+        self.0.emit(buf)
+    }
 }
 
 /// Emits the RTU response frame (CRC included) for `reply`; `None` for [`ModelReply::Silence`].

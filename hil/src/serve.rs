@@ -29,6 +29,8 @@ use crate::bus::{Bus, ClockConfig, Stats};
 use crate::control;
 use crate::model::DeviceKind;
 use crate::script::Script;
+use dmc_core::rtu::{RtuReceiver, RxEvent};
+use dmc_core::time::Instant as CoreInstant;
 use dmc_core::timing::{LineConfig, Parity};
 
 /// How often idle threads look at the stop flag.
@@ -311,63 +313,99 @@ fn serial_loop(
     line: LineConfig,
     trace: bool,
 ) {
-    let t35 = Duration::from_micros(line.t35().as_micros());
     let char_time = Duration::from_micros(line.char_time().as_micros());
+    // Core's receiver ends a request at the t3.5 silence, like a spec-abiding slave;
+    // bad-CRC frames come out as drops, and the bus stays silent for them.
+    let mut receiver = RtuReceiver::for_line(&line);
+    receiver.expect_silence();
+    let core_now = |t: Instant| CoreInstant::from_micros(t.duration_since(shared.start).as_micros() as u64);
     let mut buf = [0u8; 512];
-    let mut frame: Vec<u8> = Vec::with_capacity(256);
+    let mut first_at: Option<Instant> = None;
     while !shared.stopped() {
-        if port.set_timeout(STOP_POLL).is_err() {
-            thread::sleep(STOP_POLL);
-            continue;
-        }
-        let n = match port.read(&mut buf) {
-            Ok(0) => continue,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::TimedOut || e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // EIO while a pty has no client on some kernels: wait and retry rather than die.
-                if trace {
-                    eprintln!("dmc-hil sim: read error: {e}");
-                }
-                thread::sleep(STOP_POLL);
-                continue;
-            }
-        };
-        let first_at = Instant::now();
-        frame.clear();
-        frame.extend_from_slice(buf.get(..n).unwrap_or_default());
-        let mut last_at = first_at;
-        // Collect until the line has been quiet for t3.5.
-        let _ = port.set_timeout(t35);
-        loop {
+        let now = Instant::now();
+        let wait = receiver
+            .poll_timeout()
+            .map_or(STOP_POLL, |due| Duration::from_micros(due.saturating_since(core_now(now)).as_micros()))
+            .clamp(Duration::from_micros(50), STOP_POLL);
+        let mut received: &[u8] = &[];
+        if port.set_timeout(wait).is_ok() {
             match port.read(&mut buf) {
-                Ok(n) if n > 0 => {
-                    frame.extend_from_slice(buf.get(..n).unwrap_or_default());
-                    last_at = Instant::now();
-                    if frame.len() > 1024 {
-                        break;
+                Ok(n) => received = buf.get(..n).unwrap_or_default(),
+                Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+                Err(e) => {
+                    // EIO while a pty has no client on some kernels: wait and retry rather than die.
+                    if trace {
+                        eprintln!("dmc-hil sim: read error: {e}");
+                    }
+                    thread::sleep(STOP_POLL);
+                }
+            }
+        }
+        let at = Instant::now();
+        if !received.is_empty() && receiver.buffered() == 0 {
+            first_at = Some(at);
+        }
+        let mut frames: Vec<(Vec<u8>, Instant)> = Vec::new();
+        loop {
+            let taken = receiver.feed(core_now(at), received);
+            received = received.get(taken..).unwrap_or_default();
+            let mut progressed = false;
+            while let Some(event) = receiver.poll(core_now(Instant::now())) {
+                progressed = true;
+                match event {
+                    RxEvent::Frame(frame) => {
+                        frames.push((frame.as_bytes().to_vec(), first_at.take().unwrap_or(at)));
+                    }
+                    RxEvent::Dropped(reason) => {
+                        first_at = None;
+                        if trace {
+                            eprintln!("dmc-hil sim: dropped frame: {reason}");
+                        }
+                        shared.bus().note_dropped(reason);
                     }
                 }
-                Ok(_) => {}
-                Err(_) => break,
+            }
+            if received.is_empty() || (taken == 0 && !progressed) {
+                break;
+            }
+            if receiver.buffered() == 0 {
+                first_at = Some(at);
             }
         }
-        let modelled_end = first_at + char_time * (frame.len().saturating_sub(1) as u32);
-        let request_end = modelled_end.max(last_at);
-        let wall_s = first_at.duration_since(shared.start).as_secs_f64();
+        for (frame, started) in frames {
+            let last_at =
+                receiver.last_byte_at().map_or(at, |t| shared.start + Duration::from_micros(t.as_micros()));
+            respond(shared, &mut port, &frame, started, last_at, char_time, trace);
+        }
+    }
+}
+
+/// Answers one request frame whose first byte arrived at `first_at`.
+fn respond(
+    shared: &Shared,
+    port: &mut TTYPort,
+    frame: &[u8],
+    first_at: Instant,
+    last_at: Instant,
+    char_time: Duration,
+    trace: bool,
+) {
+    // On a pty the request arrives at once; a real line takes its wire time.
+    let modelled_end = first_at + char_time * (frame.len().saturating_sub(1) as u32);
+    let request_end = modelled_end.max(last_at.min(first_at + Duration::from_secs(1)));
+    let wall_s = first_at.duration_since(shared.start).as_secs_f64();
+    if trace {
+        eprintln!("dmc-hil sim: {wall_s:9.3} rx {}", hex(frame));
+    }
+    let emissions = shared.bus().handle_frame(frame, wall_s);
+    let mut cursor = request_end;
+    for e in emissions {
+        cursor += Duration::from_micros(e.gap_us);
+        sleep_until(cursor);
         if trace {
-            eprintln!("dmc-hil sim: {wall_s:9.3} rx {}", hex(&frame));
+            eprintln!("dmc-hil sim: {:9.3} tx {}", shared.wall_s(), hex(&e.bytes));
         }
-        let emissions = shared.bus().handle_frame(&frame, wall_s);
-        let mut cursor = request_end;
-        for e in emissions {
-            cursor += Duration::from_micros(e.gap_us);
-            sleep_until(cursor);
-            if trace {
-                eprintln!("dmc-hil sim: {:9.3} tx {}", shared.wall_s(), hex(&e.bytes));
-            }
-            cursor = write_paced(&mut port, &e.bytes, char_time);
-        }
+        cursor = write_paced(port, &e.bytes, char_time);
     }
 }
 
