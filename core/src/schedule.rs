@@ -4,7 +4,13 @@
 //! read now ([`Scheduler::next`]) and, when nothing is due, until when to
 //! sleep ([`Next::Wait`]). It never reads a clock; `now` comes in.
 //!
-//! Policy: a block is due one period after its last read started. Among
+//! Policy: a block is due one period after its *anchor*, normally the start
+//! of its last read. Reads are not preemptible, so a block is sometimes read
+//! late behind another device's long read; its anchor then stays on the
+//! nominal grid (previous due time), so the next read comes early and the
+//! average period stays nominal. A block more than half a period late is
+//! re-anchored half a period before its read, so an overload never turns
+//! into a burst of catch-up reads. Among
 //! due blocks the most *overdue relative to its own period* goes first
 //! (urgency = time since last read / period, compared exactly by
 //! cross-multiplication). With spare line capacity this is earliest-deadline
@@ -71,7 +77,10 @@ struct Slot {
     period: Option<Duration>,
     /// Transaction time, the floor of the effective period.
     cost: Duration,
+    /// Start of the last read.
     last: Option<Instant>,
+    /// Virtual time of the last read on the block's nominal grid.
+    anchor: Option<Instant>,
 }
 
 impl Slot {
@@ -83,7 +92,7 @@ impl Slot {
 
     /// When the block is next due, ignoring device gates; `None` = never.
     fn due_at(&self) -> Option<Instant> {
-        match (self.last, self.effective_period()) {
+        match (self.anchor, self.effective_period()) {
             (None, _) => Some(Instant::ZERO),
             (Some(_), None) => None,
             (Some(last), Some(p)) => Some(last + p),
@@ -165,7 +174,7 @@ impl<const D: usize, const B: usize> Scheduler<D, B> {
             };
             let pushed = block.and_then(|block| {
                 self.slots
-                    .push(Slot { device: id, block, period, cost, last: None })
+                    .push(Slot { device: id, block, period, cost, last: None, anchor: None })
                     .map_err(|_| ScheduleError::Capacity)
             });
             if let Err(e) = pushed {
@@ -203,6 +212,7 @@ impl<const D: usize, const B: usize> Scheduler<D, B> {
         self.device_mut(device)?;
         for s in self.slots.iter_mut().filter(|s| s.device == device.0) {
             s.last = None;
+            s.anchor = None;
         }
         Ok(())
     }
@@ -225,6 +235,14 @@ impl<const D: usize, const B: usize> Scheduler<D, B> {
             .iter_mut()
             .find(|s| s.device == device.0 && usize::from(s.block) == block)
             .ok_or(ScheduleError::Unknown)?;
+        slot.anchor = Some(match (slot.anchor, slot.effective_period()) {
+            (Some(anchor), Some(p)) => {
+                let half = Duration::from_micros(p.as_micros() / 2);
+                let floor = Instant::from_micros(started.as_micros().saturating_sub(half.as_micros()));
+                (anchor + p).max(floor).min(started)
+            }
+            _ => started,
+        });
         slot.last = Some(started);
         self.devices[usize::from(device.0)].last_command = Some(started);
         let n = self.devices.len().max(1) as u16;

@@ -1,1 +1,199 @@
-//! (to be written)
+//! Device profiles: everything device-specific, as a const table plus a few
+//! pure hooks.
+//!
+//! A [`Profile`] says how to recognise a device (probe reads and a pure
+//! judge over their raw words), how it may be read (limits, alignment,
+//! barriers, timing), what it publishes (its [`RegisterDef`] table, product
+//! name and id, roles) and how it is identified on D-Bus (vendor prefix +
+//! serial). Adding a device means adding a table and a judge function; the
+//! planner, scheduler, decoder and D-Bus layer need no change
+//! (`core/tests/profiles.rs` defines one outside this crate to prove it).
+//!
+//! Profiles by short stable name (used in device specs such as
+//! `rtu:ttyUSB0:9600:2:sdm230`): [`sdm230::SDM230`] `sdm230`,
+//! [`growatt_min::GROWATT_MIN`] `growatt_min`.
+
+pub mod growatt_min;
+pub mod sdm230;
+
+use core::fmt::Write;
+use heapless::String;
+
+use crate::plan::{Plan, PlanError, ReadLimits, Transport};
+use crate::register::{RegisterBank, RegisterDef};
+use crate::time::Duration;
+
+/// A Victron device class a device may be published as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum Role {
+    /// `com.victronenergy.grid`.
+    Grid,
+    /// `com.victronenergy.pvinverter`.
+    PvInverter,
+    /// `com.victronenergy.genset`.
+    Genset,
+    /// `com.victronenergy.acload`.
+    AcLoad,
+    /// `com.victronenergy.evcharger`.
+    EvCharger,
+    /// `com.victronenergy.heatpump`.
+    HeatPump,
+}
+
+impl Role {
+    /// Every role, in upstream's `/AllowedRoles` order for energy meters.
+    pub const ALL: [Role; 6] =
+        [Role::Grid, Role::PvInverter, Role::Genset, Role::AcLoad, Role::EvCharger, Role::HeatPump];
+
+    /// The service class name (`grid`, `pvinverter`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Grid => "grid",
+            Role::PvInverter => "pvinverter",
+            Role::Genset => "genset",
+            Role::AcLoad => "acload",
+            Role::EvCharger => "evcharger",
+            Role::HeatPump => "heatpump",
+        }
+    }
+
+    /// Parses a class name.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// One read of an identification probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ProbeRead {
+    /// Bank (function).
+    pub bank: RegisterBank,
+    /// First register.
+    pub address: u16,
+    /// Registers.
+    pub count: u16,
+}
+
+/// The judge's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ProbeVerdict {
+    /// This is the device.
+    Match,
+    /// It is not.
+    NoMatch,
+    /// Perform the next probe read and ask again.
+    NeedMore,
+}
+
+/// Judges the results of the probe reads done so far: `results[i]` answers
+/// `probe[i]`, `None` when the device replied with an exception or not at
+/// all. Must be pure and total (any words, any length).
+pub type Judge = fn(results: &[Option<&[u16]>]) -> ProbeVerdict;
+
+/// Device turnaround (end of request to first response byte) for planning figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Turnaround {
+    /// Fixed part.
+    pub fixed: Duration,
+    /// Added per register read.
+    pub per_register: Duration,
+}
+
+impl Turnaround {
+    /// Turnaround of a read of `count` registers.
+    pub const fn for_count(&self, count: u16) -> Duration {
+        self.fixed.saturating_add(self.per_register.saturating_mul(count as u64))
+    }
+}
+
+/// Everything device-specific.
+#[derive(Clone, Copy, Debug)]
+pub struct Profile {
+    /// Short stable name for device specs (`sdm230`).
+    pub name: &'static str,
+    /// `/ProductName`.
+    pub product_name: &'static str,
+    /// `/ProductId` (not Victron-assigned; see each profile).
+    pub product_id: u16,
+    /// Service ident prefix: ident = `<vendor>_<serial>`.
+    pub vendor_ident: &'static str,
+    /// Default Modbus unit id.
+    pub default_unit: u8,
+    /// Role when the settings say nothing.
+    pub default_role: Role,
+    /// Roles the user may choose (`/AllowedRoles`); one entry = fixed.
+    pub allowed_roles: &'static [Role],
+    /// Everything read, with how it is published.
+    pub registers: &'static [RegisterDef],
+    /// Read limits.
+    pub limits: ReadLimits,
+    /// Identification reads, in order.
+    pub probe: &'static [ProbeRead],
+    /// Identification judge.
+    pub judge: Judge,
+    /// Whether silence is normal (a PV inverter at night) rather than a fault.
+    pub may_sleep: bool,
+    /// Measured/expected turnaround.
+    pub turnaround: Turnaround,
+    /// Vendor's minimum spacing between commands (zero if none).
+    pub min_command_interval: Duration,
+}
+
+/// Capacity of a service ident (`growatt_` + 30-char serial fits).
+pub const IDENT_CAPACITY: usize = 48;
+
+/// Most blocks any built-in profile plans into.
+pub const MAX_BLOCKS: usize = 16;
+
+impl Profile {
+    /// Extra cost of each transaction beyond framing and gaps, used for the
+    /// hole rule: fixed turnaround plus the vendor's command spacing.
+    pub const fn transaction_overhead(&self) -> Duration {
+        self.turnaround.fixed.saturating_add(self.min_command_interval)
+    }
+
+    /// Plans this profile's registers for `transport`.
+    pub fn plan<const N: usize>(&self, transport: &Transport) -> Result<Plan<N>, PlanError> {
+        Plan::new(self.registers, &self.limits, transport.max_hole(self.transaction_overhead()))
+    }
+
+    /// Line time of reading `count` registers in one transaction.
+    pub fn read_time(&self, transport: &Transport, count: u16) -> Duration {
+        transport.read_time(count, self.turnaround.for_count(count))
+    }
+
+    /// The register published on `path`, with its index.
+    pub fn register_for_path(&self, path: &str) -> Option<(usize, &'static RegisterDef)> {
+        self.registers.iter().enumerate().find(|(_, r)| r.paths.contains(&path))
+    }
+
+    /// Whether the user may publish the device as `role`.
+    pub fn allows_role(&self, role: Role) -> bool {
+        self.allowed_roles.contains(&role)
+    }
+
+    /// The service ident `<vendor>_<serial>`, keeping only ASCII letters and
+    /// digits of the serial (it becomes part of a settings path).
+    pub fn service_ident(&self, serial: &str) -> Option<String<IDENT_CAPACITY>> {
+        let mut s = String::new();
+        write!(s, "{}_", self.vendor_ident).ok()?;
+        for c in serial.chars().filter(char::is_ascii_alphanumeric) {
+            s.push(c).ok()?;
+        }
+        Some(s)
+    }
+}
+
+/// All built-in profiles, in identification order (the meter first: its
+/// probe is cheap and it never sleeps).
+pub static ALL: [&Profile; 2] = [&sdm230::SDM230, &growatt_min::GROWATT_MIN];
+
+/// Looks a profile up by its short name.
+pub fn by_name(name: &str) -> Option<&'static Profile> {
+    ALL.iter().copied().find(|p| p.name == name)
+}
