@@ -23,6 +23,7 @@
 //! (pty/serial threads with real-line timing), [`control`] (the line
 //! protocol), [`script`] (time-stamped scenarios).
 
+pub mod bench;
 pub mod bus;
 pub mod control;
 pub mod fault;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dmc_core::timing::{LineConfig, Parity};
+use dmc_hil::bench::capture::{replay, Capture};
+use dmc_hil::bench::{self, BenchOptions};
 use dmc_hil::bus::ClockConfig;
 use dmc_hil::script::Script;
 use dmc_hil::{send_control, DeviceKind, SimConfig, SimHandle};
@@ -127,6 +129,42 @@ enum Command {
         #[arg(long)]
         trace: bool,
     },
+    /// Check the devices on a port (real or simulated): identify, read every profile register,
+    /// plausibility, latency, error counts, an absent unit; optionally a write test.
+    #[command(after_help = "Exit status 0 when every check passes; otherwise 1 and a one-line reason.")]
+    Bench {
+        /// Serial port or pty.
+        #[arg(long)]
+        port: String,
+        #[command(flatten)]
+        line: LineArgs,
+        /// Unit of the SDM230 to check (0 or none: skip).
+        #[arg(long, default_value = "2", value_parser = parse_unit)]
+        sdm230: u8,
+        /// Unit of the Growatt MIN to check (0 or none: skip).
+        #[arg(long, default_value = "1", value_parser = parse_unit)]
+        growatt: u8,
+        /// Save every frame sent and received, with times, to this postcard capture.
+        #[arg(long)]
+        record: Option<PathBuf>,
+        /// Write the Growatt active power rate (holding 3), read it back, restore it.
+        #[arg(long)]
+        write_test: bool,
+        /// Reads per device for the latency figures.
+        #[arg(long, default_value_t = 20)]
+        reads: usize,
+        /// Response timeout, ms.
+        #[arg(long, default_value_t = 500)]
+        timeout_ms: u64,
+        /// Unit that must not answer (default: the highest address not configured).
+        #[arg(long, value_parser = parse_unit)]
+        missing_unit: Option<u8>,
+    },
+    /// Re-decode a capture made with `bench --record` and report frames that no longer decode the same.
+    Replay {
+        /// The capture file.
+        file: PathBuf,
+    },
     /// Send one command to a running simulator's control socket and print the reply.
     Ctl {
         /// The control socket.
@@ -176,6 +214,37 @@ fn main() -> ExitCode {
             };
             run_sim(sim)
         }
+        Command::Bench {
+            port,
+            line,
+            sdm230,
+            growatt,
+            record,
+            write_test,
+            reads,
+            timeout_ms,
+            missing_unit,
+        } => {
+            let mut devices = Vec::new();
+            if sdm230 != 0 {
+                devices.push((sdm230, &dmc_core::profile::sdm230::SDM230));
+            }
+            if growatt != 0 {
+                devices.push((growatt, &dmc_core::profile::growatt_min::GROWATT_MIN));
+            }
+            let options = BenchOptions {
+                port,
+                line: line.line(),
+                devices,
+                record,
+                write_test,
+                reads,
+                timeout: Duration::from_millis(timeout_ms.clamp(10, 60_000)),
+                missing_unit: missing_unit.filter(|u| *u != 0),
+            };
+            run_bench(&options)
+        }
+        Command::Replay { file } => run_replay(&file),
         Command::Ctl { socket, command } => {
             match send_control(&socket, &command.join(" "), Duration::from_secs(2)) {
                 Ok(reply) if reply.starts_with("ok") => {
@@ -193,6 +262,35 @@ fn main() -> ExitCode {
             eprintln!("dmc-hil: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run_bench(options: &BenchOptions) -> Result<(), String> {
+    let report = bench::run(options)?;
+    print!("{}", report.table());
+    match report.verdict() {
+        Ok(()) => {
+            println!("PASS");
+            Ok(())
+        }
+        Err(reason) => Err(format!("bench FAILED: {reason}")),
+    }
+}
+
+fn run_replay(file: &std::path::Path) -> Result<(), String> {
+    let capture = Capture::load(file)?;
+    let (count, mismatches) = replay(&capture);
+    for m in &mismatches {
+        println!(
+            "transaction {} (unit {}): recorded {:?}, now {:?}",
+            m.index, m.unit, m.recorded, m.replayed
+        );
+    }
+    if mismatches.is_empty() {
+        println!("{count} transactions replayed, all decode as recorded");
+        Ok(())
+    } else {
+        Err(format!("{} of {count} transactions decode differently now", mismatches.len()))
     }
 }
 

@@ -29,10 +29,12 @@ use crate::bus::{Bus, ClockConfig, Stats};
 use crate::control;
 use crate::model::DeviceKind;
 use crate::script::Script;
-use dmc_core::rtu::{RtuReceiver, RxEvent};
-use dmc_core::time::Instant as CoreInstant;
+use dmc_core::rtu::{RtuReceiver, RxEvent, RxTiming};
+use dmc_core::time::{Duration as CoreDuration, Instant as CoreInstant};
 use dmc_core::timing::{LineConfig, Parity};
 
+/// Smallest frame-ending silence on a real port (USB-serial adapters deliver bytes in bursts).
+const REAL_PORT_MIN_GAP_MS: u64 = 5;
 /// How often idle threads look at the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
@@ -309,14 +311,20 @@ fn hex(bytes: &[u8]) -> String {
 fn serial_loop(
     shared: &Shared,
     mut port: TTYPort,
-    _keep_open: Option<TTYPort>,
+    keep_open: Option<TTYPort>,
     line: LineConfig,
     trace: bool,
 ) {
+    // A pty delivers a master's frame in one piece: the spec's silences apply.
+    // A real port behind a USB adapter delivers bursts; widen so frames are not split.
+    let rx_timing = match keep_open {
+        Some(_) => RxTiming::from_line(&line),
+        None => RxTiming::from_line(&line).widened(CoreDuration::from_millis(REAL_PORT_MIN_GAP_MS)),
+    };
     let char_time = Duration::from_micros(line.char_time().as_micros());
     // Core's receiver ends a request at the t3.5 silence, like a spec-abiding slave;
     // bad-CRC frames come out as drops, and the bus stays silent for them.
-    let mut receiver = RtuReceiver::for_line(&line);
+    let mut receiver = RtuReceiver::new(rx_timing);
     receiver.expect_silence();
     let core_now = |t: Instant| CoreInstant::from_micros(t.duration_since(shared.start).as_micros() as u64);
     let mut buf = [0u8; 512];
