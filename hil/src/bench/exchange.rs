@@ -186,7 +186,7 @@ mod tests {
         bad[12] ^= 1;
         let mut crc = Exchange::new(&line(), 2, req, t0, Duration::from_millis(500));
         assert!(crc.on_bytes(t0 + Duration::from_millis(10), &bad).is_none());
-        let got = crc.on_time(t0 + Duration::from_millis(20)).cloned();
+        let got = crc.on_time(t0 + Duration::from_millis(10) + MIN_RX_GAP).cloned();
         assert_eq!(got, Some(Outcome::CrcError));
 
         let mut silent = Exchange::new(&line(), 2, req, t0, Duration::from_millis(500));
