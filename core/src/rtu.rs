@@ -170,6 +170,14 @@ impl<T: AsRef<[u8]>> RtuFrame<T> {
     }
 }
 
+impl<'a> RtuFrame<&'a [u8]> {
+    /// The PDU, borrowed for as long as the buffer.
+    pub fn into_pdu(self) -> &'a [u8] {
+        let end = self.buffer.len().saturating_sub(field::CRC_LEN);
+        self.buffer.get(field::FUNCTION..end).unwrap_or_default()
+    }
+}
+
 impl<T: AsRef<[u8]> + AsMut<[u8]>> RtuFrame<T> {
     /// Sets the unit address (no-op on an empty buffer).
     pub fn set_unit(&mut self, unit: u8) {
