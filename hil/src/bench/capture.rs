@@ -11,10 +11,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::exchange::Exchange;
+use super::exchange::BenchMaster;
 use dmc_core::pdu::Request;
 use dmc_core::rtu::RtuFrame;
-use dmc_core::time::{Duration, Instant};
+use dmc_core::time::Instant;
 use dmc_core::timing::{LineConfig, Parity};
 
 /// Identifies the file type.
@@ -36,12 +36,14 @@ pub struct Chunk {
 pub struct CapturedTransaction {
     /// Unit addressed.
     pub unit: u8,
-    /// The request frame, timed when it had been written completely.
+    /// When the master started the transaction, µs since start.
+    pub started_us: u64,
+    /// The request frame, timed when it was written.
     pub request: Chunk,
     /// Everything read until the outcome was settled.
     pub received: Vec<Chunk>,
-    /// Response timeout used, µs.
-    pub timeout_us: u64,
+    /// The transaction's deadline, µs since start.
+    pub deadline_us: u64,
     /// When the outcome was settled, µs since start.
     pub settled_us: u64,
     /// The outcome as the bench printed it.
@@ -129,12 +131,12 @@ pub struct Mismatch {
     pub replayed: String,
 }
 
-/// Re-decodes every transaction; returns the number replayed and the mismatches.
+/// Re-decodes every transaction through one core master, as live; returns the number replayed and the mismatches.
 pub fn replay(capture: &Capture) -> (usize, Vec<Mismatch>) {
-    let line = capture.line();
+    let mut master = BenchMaster::new(&capture.line());
     let mut mismatches = Vec::new();
     for (index, t) in capture.transactions.iter().enumerate() {
-        let replayed = replay_one(&line, t);
+        let replayed = replay_one(&mut master, t);
         if replayed != t.outcome {
             mismatches.push(Mismatch { index, unit: t.unit, recorded: t.outcome.clone(), replayed });
         }
@@ -142,7 +144,7 @@ pub fn replay(capture: &Capture) -> (usize, Vec<Mismatch>) {
     (capture.transactions.len(), mismatches)
 }
 
-fn replay_one(line: &LineConfig, t: &CapturedTransaction) -> String {
+fn replay_one(master: &mut BenchMaster, t: &CapturedTransaction) -> String {
     let frame = match RtuFrame::new_checked(t.request.bytes.as_slice()) {
         Ok(f) => f,
         Err(e) => return format!("request does not parse: {e}"),
@@ -151,29 +153,30 @@ fn replay_one(line: &LineConfig, t: &CapturedTransaction) -> String {
         Ok(r) => r,
         Err(e) => return format!("request does not parse: {e}"),
     };
-    let sent = Instant::from_micros(t.request.t_us);
-    let mut exchange = Exchange::new(line, frame.unit(), request, sent, Duration::from_micros(t.timeout_us));
+    let deadline = Instant::from_micros(t.deadline_us);
+    if let Err(e) = master.start(Instant::from_micros(t.started_us), t.unit, &request, deadline) {
+        return format!("master refuses the request: {e}");
+    }
+    match master.poll_transmit(Instant::from_micros(t.request.t_us)) {
+        Some(bytes) if bytes == t.request.bytes => {}
+        Some(bytes) => return format!("master now encodes the request as {bytes:02X?}"),
+        None => return "master would not send the request at the recorded time".to_string(),
+    }
     for chunk in &t.received {
-        let at = Instant::from_micros(chunk.t_us);
-        // Let silences before this chunk end frames first, as they did live.
-        while exchange.outcome().is_none() && exchange.next_wakeup() < at {
-            let wake = exchange.next_wakeup();
-            exchange.on_time(wake);
-        }
-        if exchange.outcome().is_some() {
+        if master.on_bytes(Instant::from_micros(chunk.t_us), &chunk.bytes).is_some() {
             break;
         }
-        exchange.on_bytes(at, &chunk.bytes);
     }
-    // Run out the clock: each wake-up ends a frame at silence or reaches the deadline.
+    // Run out the clock: the moment it settled live, then each wake-up up to the deadline.
+    master.on_time(Instant::from_micros(t.settled_us).min(deadline));
     for _ in 0..8 {
-        if exchange.outcome().is_some() {
+        if master.outcome().is_some() {
             break;
         }
-        let wake = exchange.next_wakeup();
-        exchange.on_time(wake);
+        let wake = master.next_wakeup().unwrap_or(deadline).min(deadline);
+        master.on_time(wake);
     }
-    exchange.outcome().map_or_else(|| "undecided".to_string(), ToString::to_string)
+    master.outcome().map_or_else(|| "undecided".to_string(), ToString::to_string)
 }
 
 #[cfg(test)]
@@ -183,23 +186,28 @@ mod tests {
     #[test]
     fn test_round_trip_and_replay() {
         let mut c = Capture::new(&LineConfig::new_8n1(9600));
+        let mut nine = vec![0x09, 0x04, 0x00, 0x00, 0x00, 0x02];
+        let crc = dmc_core::crc::crc16(&nine).to_le_bytes();
+        nine.extend_from_slice(&crc);
         c.transactions.push(CapturedTransaction {
             unit: 2,
+            started_us: 1000,
             request: Chunk { t_us: 1000, bytes: vec![0x02, 0x04, 0x01, 0x56, 0x00, 0x04, 0x10, 0x16] },
             received: vec![
                 Chunk { t_us: 20_000, bytes: vec![0x02, 0x04, 0x08, 0x43, 0x24] },
                 Chunk { t_us: 21_000, bytes: vec![0xE5, 0x1F, 0x42, 0x96, 0x87, 0x2B, 0x5F, 0x22] },
             ],
-            timeout_us: 500_000,
+            deadline_us: 510_000,
             settled_us: 21_000,
             outcome: "registers 4324 E51F 4296 872B".to_string(),
         });
         c.transactions.push(CapturedTransaction {
             unit: 9,
-            request: Chunk { t_us: 30_000, bytes: vec![0x09, 0x04, 0x00, 0x00, 0x00, 0x02, 0x70, 0x83] },
+            started_us: 50_000,
+            request: Chunk { t_us: 50_000, bytes: nine },
             received: vec![],
-            timeout_us: 100_000,
-            settled_us: 130_000,
+            deadline_us: 150_000,
+            settled_us: 150_000,
             outcome: "timeout".to_string(),
         });
         let path = std::env::temp_dir().join(format!("dmc-hil-capture-test-{}.bin", std::process::id()));

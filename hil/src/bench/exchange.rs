@@ -1,23 +1,27 @@
-//! One master transaction, decided from timestamped bytes: the part of the bench shared by live runs and replay.
+//! The bench's master: `dmc-core`'s [`Master`] state machine over RTU, plus outcome bookkeeping.
 //!
-//! An [`Exchange`] holds a request and core's [`RtuReceiver`] set up for its
-//! response. Bytes go in with [`Exchange::on_bytes`], the passing of time with
-//! [`Exchange::on_time`]; either may settle the [`Outcome`]. Because it never
-//! touches a port or a clock, the same code replays a capture and gets the same
-//! answer — or reports that core now decodes the bytes differently.
+//! [`BenchMaster`] is shared by live runs and replay. It never touches a port
+//! or a clock: bytes go in with [`BenchMaster::on_bytes`], the passing of time
+//! with [`BenchMaster::on_time`]; either may settle an [`Outcome`]. So replaying
+//! a capture through it gives the same answer — or shows that core now decodes
+//! the bytes differently.
 //!
-//! STOP-GAP: this drives core's receiver and PDU parser directly. When core's
-//! `master` state machine lands it replaces this loop (same inputs: bytes with
-//! times, and timeouts).
+//! Core's master keeps waiting after a damaged frame (a later good frame could
+//! still come), so a CRC error ends as a timeout there; the outcome here names
+//! the cause from the master's counters (checksum, wrong unit, length, timing).
 
 use std::fmt;
 
-use dmc_core::pdu::{Request, Response};
-use dmc_core::rtu::{DropReason, RtuFrame, RtuReceiver, RxEvent, RxTiming};
+use dmc_core::master::{Counters, Master, RtuFraming, TransactionError};
+use dmc_core::pdu::Request;
+use dmc_core::rtu::RxTiming;
 use dmc_core::time::{Duration, Instant};
 use dmc_core::timing::LineConfig;
 
-/// Smallest silence the bench's receiver treats as a gap (see [`Exchange::new`]).
+/// Smallest silence the bench's receiver treats as a gap: a host sees bytes
+/// in bursts (USB-serial latency timers, scheduler wake-ups), so spec-tight
+/// t1.5/t3.5 would split good frames. Responses still end early at their
+/// expected length.
 pub const MIN_RX_GAP: Duration = Duration::from_millis(20);
 
 /// How a transaction ended.
@@ -29,13 +33,13 @@ pub enum Outcome {
     WriteEcho,
     /// The device answered with an exception.
     Exception(u8),
-    /// Nothing usable before the deadline.
+    /// Nothing arrived before the deadline.
     Timeout,
-    /// A reply arrived with a bad CRC.
+    /// Only replies with a bad CRC arrived.
     CrcError,
-    /// A reply from another unit.
-    WrongUnit(u8),
-    /// A reply cut short or overlong, or with bytes that do not fit the request.
+    /// Only replies from another unit arrived.
+    WrongUnit,
+    /// A reply cut short or overlong, gapped, or with content that does not fit the request.
     Malformed(String),
     /// The port itself failed (unplugged adapter, closed pty).
     Io(String),
@@ -62,44 +66,56 @@ impl fmt::Display for Outcome {
             Outcome::Exception(code) => write!(f, "exception {code:02X}"),
             Outcome::Timeout => write!(f, "timeout"),
             Outcome::CrcError => write!(f, "crc error"),
-            Outcome::WrongUnit(u) => write!(f, "reply from unit {u}"),
+            Outcome::WrongUnit => write!(f, "reply from another unit"),
             Outcome::Malformed(why) => write!(f, "malformed: {why}"),
             Outcome::Io(why) => write!(f, "port error: {why}"),
         }
     }
 }
 
-/// A transaction in progress.
-pub struct Exchange<'a> {
-    request: Request<'a>,
-    receiver: RtuReceiver,
-    deadline: Instant,
+/// Core's master plus what the bench needs around it.
+pub struct BenchMaster {
+    master: Master<RtuFraming>,
+    /// Counters when the current transaction started.
+    before: Counters,
     outcome: Option<Outcome>,
 }
 
-impl<'a> Exchange<'a> {
-    /// Waits for the answer of `unit` to `request`, sent completely at `sent_at`,
-    /// giving up `timeout` later.
-    ///
-    /// The receiver's t1.5/t3.5 are widened to at least [`MIN_RX_GAP`]: a
-    /// host sees bytes in bursts (USB-serial latency timers, scheduler
-    /// wake-ups), so spec-tight silences would split good frames. Responses
-    /// still end early at their expected length.
-    pub fn new(
-        line: &LineConfig,
-        unit: u8,
-        request: Request<'a>,
-        sent_at: Instant,
-        timeout: Duration,
-    ) -> Self {
-        let mut receiver = RtuReceiver::new(RxTiming::from_line(line).widened(MIN_RX_GAP));
-        receiver.expect_response(unit, request.function(), request.expected_response_len());
-        Exchange { request, receiver, deadline: sent_at + timeout, outcome: None }
+impl BenchMaster {
+    /// A master on `line` (receive silences widened to [`MIN_RX_GAP`]).
+    pub fn new(line: &LineConfig) -> Self {
+        let timing = RxTiming::from_line(line).widened(MIN_RX_GAP);
+        BenchMaster {
+            master: Master::new(RtuFraming::with_timing(*line, timing)),
+            before: Counters::default(),
+            outcome: None,
+        }
     }
 
-    /// When [`Exchange::on_time`] must next be called.
-    pub fn next_wakeup(&self) -> Instant {
-        self.receiver.poll_timeout().map_or(self.deadline, |t| t.min(self.deadline))
+    /// Starts a transaction at `now`, giving up at `deadline`.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        unit: u8,
+        request: &Request<'_>,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        if self.master.is_busy() {
+            self.master.cancel();
+        }
+        self.before = *self.master.counters();
+        self.outcome = None;
+        self.master.start(now, unit, request, deadline).map_err(|e| e.to_string())
+    }
+
+    /// The request ADU, once the line allows sending it.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.master.poll_transmit(now).map(<[u8]>::to_vec)
+    }
+
+    /// When [`BenchMaster::on_time`] (or `poll_transmit`) must next be called.
+    pub fn next_wakeup(&self) -> Option<Instant> {
+        self.master.poll_timeout()
     }
 
     /// The settled outcome, if any.
@@ -107,61 +123,52 @@ impl<'a> Exchange<'a> {
         self.outcome.as_ref()
     }
 
-    /// Bytes that arrived at `now`.
-    pub fn on_bytes(&mut self, now: Instant, mut bytes: &[u8]) -> Option<&Outcome> {
-        while self.outcome.is_none() && !bytes.is_empty() {
-            let taken = self.receiver.feed(now, bytes);
-            bytes = bytes.get(taken..).unwrap_or_default();
-            let progressed = self.drain(now);
-            if taken == 0 && !progressed {
-                break;
-            }
+    /// Bytes read at `now`.
+    pub fn on_bytes(&mut self, now: Instant, bytes: &[u8]) -> Option<&Outcome> {
+        if self.outcome.is_none() {
+            self.master.handle_rx(now, bytes);
         }
-        // A line that never goes quiet (garbage, wrong baud) must still end at the deadline.
-        if self.outcome.is_none() && now >= self.deadline {
-            self.outcome = Some(Outcome::Timeout);
-        }
-        self.outcome.as_ref()
+        self.on_time(now)
     }
 
-    /// Time passed to `now` without bytes: ends frames at silence, or times out.
+    /// Time passed to `now`: ends frames at silence, or reaches the deadline.
     pub fn on_time(&mut self, now: Instant) -> Option<&Outcome> {
         if self.outcome.is_none() {
-            self.drain(now);
-        }
-        if self.outcome.is_none() && now >= self.deadline {
-            self.outcome = Some(Outcome::Timeout);
+            self.outcome = match self.master.poll(now) {
+                Err(nb::Error::WouldBlock) => None,
+                Ok(()) => Some(match self.master.response().and_then(|r| r.registers()) {
+                    Some(words) => Outcome::Registers(words.iter().collect()),
+                    None => Outcome::WriteEcho,
+                }),
+                Err(nb::Error::Other(TransactionError::Exception(code))) => {
+                    Some(Outcome::Exception(code.value()))
+                }
+                Err(nb::Error::Other(TransactionError::Pdu(e))) => Some(Outcome::Malformed(e.to_string())),
+                Err(nb::Error::Other(TransactionError::Timeout | TransactionError::Idle)) => {
+                    Some(self.why_timeout())
+                }
+            };
         }
         self.outcome.as_ref()
     }
 
-    fn drain(&mut self, now: Instant) -> bool {
-        let mut progressed = false;
-        while self.outcome.is_none() {
-            let decided = match self.receiver.poll(now) {
-                None => break,
-                Some(RxEvent::Frame(frame)) => Some(decode(&self.request, &frame)),
-                Some(RxEvent::Dropped(reason)) => match reason {
-                    DropReason::CrcMismatch => Some(Outcome::CrcError),
-                    DropReason::WrongUnit { actual, .. } => Some(Outcome::WrongUnit(actual)),
-                    other => Some(Outcome::Malformed(other.to_string())),
-                },
-            };
-            progressed = true;
-            self.outcome = decided;
+    /// What the master threw away during this transaction, as the cause of its timeout.
+    fn why_timeout(&self) -> Outcome {
+        let now = self.master.counters();
+        let b = &self.before;
+        if now.checksum_errors > b.checksum_errors {
+            Outcome::CrcError
+        } else if now.wrong_unit > b.wrong_unit {
+            Outcome::WrongUnit
+        } else if now.length_errors > b.length_errors {
+            Outcome::Malformed("frame of the wrong length".to_string())
+        } else if now.timing_errors > b.timing_errors {
+            Outcome::Malformed("gap inside a frame".to_string())
+        } else if now.malformed + now.wrong_function > b.malformed + b.wrong_function {
+            Outcome::Malformed("unexpected frame".to_string())
+        } else {
+            Outcome::Timeout
         }
-        progressed
-    }
-}
-
-fn decode(request: &Request<'_>, frame: &RtuFrame<&[u8]>) -> Outcome {
-    match Response::parse(request, frame.pdu()) {
-        Ok(Ok(response)) => match response.registers() {
-            Some(words) => Outcome::Registers(words.iter().collect()),
-            None => Outcome::WriteEcho,
-        },
-        Ok(Err(code)) => Outcome::Exception(code.value()),
-        Err(e) => Outcome::Malformed(e.to_string()),
     }
 }
 
@@ -173,25 +180,41 @@ mod tests {
         LineConfig::new_8n1(9600)
     }
 
-    #[test]
-    fn test_exchange_outcomes() {
+    fn run(reply: Option<&[u8]>) -> Outcome {
+        let mut m = BenchMaster::new(&line());
         let req = Request::ReadInputRegisters { address: 0x156, quantity: 4 };
         let t0 = Instant::from_millis(100);
-        let reply = [0x02, 0x04, 0x08, 0x43, 0x24, 0xE5, 0x1F, 0x42, 0x96, 0x87, 0x2B, 0x5F, 0x22];
-        let mut ok = Exchange::new(&line(), 2, req, t0, Duration::from_millis(500));
-        let got = ok.on_bytes(t0 + Duration::from_millis(10), &reply).cloned();
-        assert_eq!(got, Some(Outcome::Registers(vec![0x4324, 0xE51F, 0x4296, 0x872B])));
+        let deadline = t0 + Duration::from_millis(500);
+        assert!(m.start(t0, 2, &req, deadline).is_ok());
+        assert_eq!(
+            m.poll_transmit(t0).as_deref(),
+            Some(&[0x02, 0x04, 0x01, 0x56, 0x00, 0x04, 0x10, 0x16][..])
+        );
+        if let Some(bytes) = reply {
+            m.on_bytes(t0 + Duration::from_millis(30), bytes);
+        }
+        for _ in 0..8 {
+            if let Some(o) = m.outcome() {
+                return o.clone();
+            }
+            let wake = m.next_wakeup().unwrap_or(deadline);
+            m.on_time(wake);
+        }
+        m.outcome().cloned().unwrap_or(Outcome::Malformed("undecided".to_string()))
+    }
 
+    #[test]
+    fn test_outcomes() {
+        // devices.md 1.6.
+        let reply = [0x02, 0x04, 0x08, 0x43, 0x24, 0xE5, 0x1F, 0x42, 0x96, 0x87, 0x2B, 0x5F, 0x22];
+        assert_eq!(run(Some(&reply)), Outcome::Registers(vec![0x4324, 0xE51F, 0x4296, 0x872B]));
         let mut bad = reply;
         bad[12] ^= 1;
-        let mut crc = Exchange::new(&line(), 2, req, t0, Duration::from_millis(500));
-        assert!(crc.on_bytes(t0 + Duration::from_millis(10), &bad).is_none());
-        let got = crc.on_time(t0 + Duration::from_millis(10) + MIN_RX_GAP).cloned();
-        assert_eq!(got, Some(Outcome::CrcError));
-
-        let mut silent = Exchange::new(&line(), 2, req, t0, Duration::from_millis(500));
-        assert!(silent.on_time(t0 + Duration::from_millis(499)).is_none());
-        assert_eq!(silent.next_wakeup(), t0 + Duration::from_millis(500));
-        assert_eq!(silent.on_time(t0 + Duration::from_millis(500)).cloned(), Some(Outcome::Timeout));
+        assert_eq!(run(Some(&bad)), Outcome::CrcError);
+        assert_eq!(run(None), Outcome::Timeout);
+        let mut exception = vec![0x02, 0x84, 0x02];
+        let crc = dmc_core::crc::crc16(&exception).to_le_bytes();
+        exception.extend_from_slice(&crc);
+        assert_eq!(run(Some(&exception)), Outcome::Exception(2));
     }
 }

@@ -34,7 +34,7 @@ use dmc_core::rtu;
 use dmc_core::time::{Duration, Instant};
 use dmc_core::timing::{LineConfig, Parity};
 use dmc_core::value::Value;
-use exchange::{Exchange, Outcome};
+use exchange::{BenchMaster, Outcome};
 
 /// Attempts per read before the bench gives up on it.
 const ATTEMPTS: usize = 3;
@@ -84,7 +84,7 @@ impl Counts {
             Outcome::Timeout | Outcome::Io(_) => &mut self.timeouts,
             Outcome::CrcError => &mut self.crc_errors,
             Outcome::Exception(_) => &mut self.exceptions,
-            Outcome::WrongUnit(_) => &mut self.wrong_unit,
+            Outcome::WrongUnit => &mut self.wrong_unit,
             Outcome::Malformed(_) => &mut self.malformed,
         };
         *c += 1;
@@ -206,7 +206,7 @@ struct Link {
     port: TTYPort,
     line: LineConfig,
     start: StdInstant,
-    idle_since: StdInstant,
+    master: BenchMaster,
     capture: Option<Capture>,
 }
 
@@ -228,7 +228,7 @@ impl Link {
             .map_err(|e| format!("cannot open {}: {e}", options.port))?;
         let now = StdInstant::now();
         let capture = options.record.as_ref().map(|_| Capture::new(&options.line));
-        Ok(Link { port, line: options.line, start: now, idle_since: now, capture })
+        Ok(Link { port, line: options.line, start: now, master: BenchMaster::new(&options.line), capture })
     }
 
     fn core_now(&self) -> Instant {
@@ -237,38 +237,43 @@ impl Link {
 
     /// One request, one outcome, and the round-trip time (write start to outcome).
     fn transact(&mut self, unit: u8, request: Request<'_>, timeout: StdDuration) -> (Outcome, StdDuration) {
-        // Keep the t3.5 silence after the last traffic, then drop stale bytes (late replies, garbage).
-        let gap = StdDuration::from_micros(self.line.t35().as_micros());
-        let ready = self.idle_since + gap;
-        let now = StdInstant::now();
-        if ready > now {
-            std::thread::sleep(ready - now);
-        }
-        let _ = self.port.clear(serialport::ClearBuffer::Input);
-        let mut frame = [0u8; rtu::MAX_ADU_LEN];
-        let len = match rtu::emit(unit, &request, &mut frame) {
-            Ok(n) => n,
-            Err(e) => return (Outcome::Malformed(format!("cannot encode request: {e}")), StdDuration::ZERO),
-        };
-        let request_bytes = frame.get(..len).unwrap_or_default();
-        let started = StdInstant::now();
-        if let Err(e) = self.port.write_all(request_bytes) {
-            self.idle_since = StdInstant::now();
-            return (Outcome::Io(format!("write failed: {e}")), started.elapsed());
-        }
-        // The request is on the wire for its character time; the timeout counts from its end.
-        let sent_at = self.core_now() + self.line.wire_time(len);
         let core_timeout = Duration::from_micros(timeout.as_micros() as u64);
-        let mut exchange = Exchange::new(&self.line, unit, request, sent_at, core_timeout);
+        let started_at = self.core_now();
+        // The timeout is what the device may add to the line time: the t3.5 wait,
+        // the request and the expected response on the wire come on top, so a
+        // 125-register read at 9600 baud is not cut off by a timeout sized for turnaround.
+        let line_time = self.line.t35()
+            + self.line.wire_time(rtu::adu_len(request.buffer_len()))
+            + self.line.wire_time(rtu::adu_len(request.expected_response_len()));
+        let deadline = started_at + line_time + core_timeout;
+        if let Err(e) = self.master.start(started_at, unit, &request, deadline) {
+            return (Outcome::Malformed(format!("cannot start request: {e}")), StdDuration::ZERO);
+        }
+        // Core's master says when the line is quiet long enough (t3.5) to send.
+        let request_bytes = loop {
+            if let Some(bytes) = self.master.poll_transmit(self.core_now()) {
+                break bytes;
+            }
+            let wake = self.master.next_wakeup().unwrap_or(deadline);
+            let wait = wake.saturating_since(self.core_now()).min(Duration::from_millis(50));
+            std::thread::sleep(StdDuration::from_micros(wait.as_micros().max(50)));
+        };
+        // Stale bytes (a late reply, garbage) belong to nothing we will ask.
+        let _ = self.port.clear(serialport::ClearBuffer::Input);
+        let written_at = StdInstant::now();
+        let sent_us = self.core_now().as_micros();
+        if let Err(e) = self.port.write_all(&request_bytes) {
+            return (Outcome::Io(format!("write failed: {e}")), written_at.elapsed());
+        }
         let mut received = Vec::new();
         let mut buf = [0u8; 512];
         // A second, independent bound on the loop, in case the port misbehaves.
-        let hard_stop = started + timeout + StdDuration::from_secs(1);
+        let hard_stop = written_at + timeout + StdDuration::from_secs(1);
         let outcome = loop {
             let now = self.core_now();
-            let wait = exchange.next_wakeup().saturating_since(now);
-            let wait =
-                StdDuration::from_micros(wait.as_micros()).clamp(StdDuration::from_micros(100), timeout);
+            let wake = self.master.next_wakeup().unwrap_or(deadline);
+            let wait = StdDuration::from_micros(wake.saturating_since(now).as_micros())
+                .clamp(StdDuration::from_micros(100), timeout);
             if self.port.set_timeout(wait).is_err() {
                 break Outcome::Io("cannot set the port timeout".to_string());
             }
@@ -277,7 +282,7 @@ impl Link {
                     let at = self.core_now();
                     let bytes = buf.get(..n).unwrap_or_default();
                     received.push(Chunk { t_us: at.as_micros(), bytes: bytes.to_vec() });
-                    if let Some(o) = exchange.on_bytes(at, bytes) {
+                    if let Some(o) = self.master.on_bytes(at, bytes) {
                         break o.clone();
                     }
                 }
@@ -285,21 +290,21 @@ impl Link {
                 Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 Err(e) => break Outcome::Io(format!("read failed: {e}")),
             }
-            if let Some(o) = exchange.on_time(self.core_now()) {
+            if let Some(o) = self.master.on_time(self.core_now()) {
                 break o.clone();
             }
             if StdInstant::now() > hard_stop {
                 break Outcome::Timeout;
             }
         };
-        let took = started.elapsed();
-        self.idle_since = StdInstant::now();
+        let took = written_at.elapsed();
         if let Some(c) = self.capture.as_mut() {
             c.transactions.push(CapturedTransaction {
                 unit,
-                request: Chunk { t_us: sent_at.as_micros(), bytes: request_bytes.to_vec() },
+                started_us: started_at.as_micros(),
+                request: Chunk { t_us: sent_us, bytes: request_bytes },
                 received,
-                timeout_us: core_timeout.as_micros(),
+                deadline_us: deadline.as_micros(),
                 settled_us: self.start.elapsed().as_micros() as u64,
                 outcome: outcome.to_string(),
             });
