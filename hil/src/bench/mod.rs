@@ -107,7 +107,7 @@ pub struct DeviceReport {
     pub identified: bool,
     /// Decoded values of the last round: register name and text.
     pub values: Vec<(&'static str, String)>,
-    /// Round-trip latencies of successful reads.
+    /// Round-trip latencies of the successful latency reads (the profile's first planned block, `reads` times).
     pub latencies: Vec<StdDuration>,
     /// Transaction counts.
     pub counts: Counts,
@@ -365,13 +365,16 @@ fn read_with_retries(
     unit: u8,
     request: Request<'_>,
     device: &mut DeviceReport,
+    measure: bool,
 ) -> Outcome {
     let mut last = Outcome::Timeout;
     for _ in 0..ATTEMPTS {
         let (outcome, took) = link.transact(unit, request, options.timeout);
         device.counts.add(&outcome);
         if outcome.is_ok() {
-            device.latencies.push(took);
+            if measure {
+                device.latencies.push(took);
+            }
             return outcome;
         }
         // An exception is the device's considered answer; asking again changes nothing.
@@ -403,6 +406,7 @@ fn check_device(
             unit,
             read_request(probe.bank, probe.address, probe.count),
             &mut device,
+            false,
         );
         if let Outcome::Io(e) = &outcome {
             failures.push(format!("port error: {e}"));
@@ -447,6 +451,7 @@ fn check_device(
                 unit,
                 read_request(block.bank, block.start, block.count),
                 &mut device,
+                true,
             );
         }
     }
@@ -482,6 +487,7 @@ fn read_all<const N: usize>(
             unit,
             read_request(block.bank, block.start, block.count),
             device,
+            false,
         );
         let words = match outcome {
             Outcome::Registers(w) => w,
@@ -537,7 +543,14 @@ fn write_test(link: &mut Link, options: &BenchOptions, unit: u8) -> Result<Strin
     const RATE: u16 = 3;
     let mut scratch = DeviceReport::default();
     let read_rate = |link: &mut Link, scratch: &mut DeviceReport| -> Result<u16, String> {
-        match read_with_retries(link, options, unit, read_request(RegisterBank::Holding, RATE, 1), scratch) {
+        match read_with_retries(
+            link,
+            options,
+            unit,
+            read_request(RegisterBank::Holding, RATE, 1),
+            scratch,
+            false,
+        ) {
             Outcome::Registers(w) => w.first().copied().ok_or_else(|| "empty read of holding 3".to_string()),
             other => Err(format!("read of holding 3: {other}")),
         }

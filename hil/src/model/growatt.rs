@@ -193,6 +193,19 @@ pub fn clear_sky_pv_w(hour: f64, peak_w: f64) -> f64 {
     peak_w * (std::f64::consts::PI * x).sin().powf(1.5)
 }
 
+/// AC energy of an average day (clouds at 90 %) from midnight to `hour`, so
+/// "today" starts plausible rather than at zero when the simulator starts at noon.
+fn produced_since_midnight_kwh(hour: f64, peak_w: f64) -> f64 {
+    const STEPS: u32 = 240;
+    let dt_h = hour / f64::from(STEPS);
+    (0..STEPS)
+        .map(|i| {
+            let h = (f64::from(i) + 0.5) * dt_h;
+            (clear_sky_pv_w(h, peak_w) * 0.9 * EFFICIENCY).min(NOMINAL_POWER_W) / 1000.0 * dt_h
+        })
+        .sum()
+}
+
 /// The MIN TL-X model.
 #[derive(Clone, Debug)]
 pub struct GrowattMin {
@@ -262,7 +275,7 @@ impl GrowattMin {
             voltage_v: 230.0,
             frequency_hz: 50.0,
             ambient_c: 15.0,
-            energy_today_kwh: 0.0,
+            energy_today_kwh: produced_since_midnight_kwh(t.hour_of_day(), 4600.0),
             energy_total_kwh: 12_345.6,
             pv_today_kwh: [0.0; 2],
             pv_total_kwh: [6_900.0, 5_800.0],
@@ -591,10 +604,12 @@ mod tests {
         let mut m = GrowattMin::new(1, at_hour(12.0));
         m.set("pv", "2000").ok();
         let total0 = m.value("energy_total").unwrap_or(0.0);
+        let today0 = m.value("energy_today").unwrap_or(0.0);
+        assert!((5.0..25.0).contains(&today0), "a sunny morning's yield, got {today0}");
         for i in 1..=3600 {
             m.step(at_hour(12.0 + f64::from(i) / 3600.0), 1.0, &Environment::default());
         }
-        let today = m.value("energy_today").unwrap_or(0.0);
+        let today = m.value("energy_today").unwrap_or(0.0) - today0;
         assert!((today - 1.94).abs() < 1e-6, "{today}");
         assert!((m.value("energy_total").unwrap_or(0.0) - total0 - today).abs() < 1e-6);
         m.step(at_hour(24.5), 0.0, &Environment::default());
