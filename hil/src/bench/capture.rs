@@ -3,9 +3,10 @@
 //! A capture is a list of transactions: the request frame, the received byte
 //! chunks with their arrival times (µs since the run started), the deadline
 //! used, and the outcome the bench decided at the time. [`replay`] feeds each
-//! transaction back through core's receiver and decoder (via
-//! [`super::exchange::Exchange`]) and reports every one whose outcome differs
-//! now — a regression check for the wire layer against real traffic.
+//! transaction back through core's master, receiver and decoder (via
+//! [`super::exchange::BenchMaster`], as live runs do) and reports every one
+//! whose outcome differs now: a regression check of the wire layer against
+//! real traffic.
 
 use std::path::Path;
 
@@ -17,10 +18,10 @@ use dmc_core::rtu::RtuFrame;
 use dmc_core::time::Instant;
 use dmc_core::timing::{LineConfig, Parity};
 
-/// Identifies the file type.
-const MAGIC: &str = "dmc-hil capture";
-/// Bumped on incompatible layout changes.
-const FORMAT: u16 = 1;
+/// Identifies the file type (first field of every capture).
+pub const MAGIC: &str = "dmc-hil capture";
+/// Capture layout version; bumped on incompatible changes.
+pub const FORMAT: u16 = 1;
 
 /// Bytes with their arrival (or send) time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@
 //!
 //! Every wait is bounded by the response timeout (plus one retry budget per
 //! read), so a dead port, a wrong baud rate or a line full of garbage ends in a
-//! report, never a hang. Frames go through core's RTU emitter and receiver and
-//! PDU parser ([`exchange`]); `--record` keeps them in a [`capture`].
+//! report, never a hang. Every transaction runs through core's `Master` state
+//! machine over RTU framing ([`exchange`]); `--record` keeps the bytes in a [`capture`].
 
 pub mod capture;
 pub mod exchange;
