@@ -117,3 +117,18 @@ fn bench_reports_a_missing_port_in_one_line() {
     let err = bench::run(&opts).expect_err("must fail");
     assert!(err.starts_with("cannot open /dev/does-not-exist-dmc-hil") && !err.contains('\n'), "{err}");
 }
+
+#[test]
+fn bench_survives_late_replies() {
+    let sim = sim();
+    // Replies come 250 ms late, after the bench's 150 ms timeout: they land in later transactions.
+    sim.fault("sdm230", "delay 250").expect("fault");
+    let opts = BenchOptions { devices: vec![(2, &SDM230)], reads: 1, ..options(sim.path()) };
+    let started = Instant::now();
+    let report = bench::run(&opts).expect("bench runs");
+    println!("{}", report.table());
+    assert!(report.verdict().is_err(), "a device slower than the timeout must fail the bench");
+    assert!(report.devices[0].counts.errors() > 0);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(sim.stats().unit(2).is_some_and(|c| c.delayed > 0));
+}

@@ -335,8 +335,9 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, String> {
         (1..=247u8).rev().find(|u| !options.devices.iter().any(|(d, _)| d == u)).unwrap_or(247)
     });
     let (outcome, took) = link.transact(missing, read_request(RegisterBank::Input, 0, 2), options.timeout);
-    if outcome != Outcome::Timeout {
-        report.failures.push(format!("absent unit {missing} did not time out cleanly: {outcome}"));
+    // A stray frame (a late reply of another unit, noise) is not an answer from the absent unit.
+    if outcome.is_ok() || matches!(outcome, Outcome::Exception(_)) {
+        report.failures.push(format!("absent unit {missing} answered: {outcome}"));
     }
     report.missing = Some((missing, outcome.to_string(), took));
     if options.write_test {
@@ -397,6 +398,7 @@ fn check_device(
     let who = format!("unit {unit} ({})", profile.name);
     // Identify.
     let mut results: Vec<Option<Vec<u16>>> = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
     let mut last = Outcome::Timeout;
     let mut verdict = ProbeVerdict::NeedMore;
     for probe in profile.probe {
@@ -416,6 +418,8 @@ fn check_device(
             Outcome::Registers(w) => Some(w.clone()),
             _ => None,
         });
+        let shown = if outcome.is_ok() { "ok".to_string() } else { outcome.to_string() };
+        seen.push(format!("{:?} {}+{}: {shown}", probe.bank, probe.address, probe.count));
         last = outcome;
         let views: Vec<Option<&[u16]>> = results.iter().map(|r| r.as_deref()).collect();
         verdict = (profile.judge)(&views);
@@ -430,7 +434,11 @@ fn check_device(
             return device;
         }
         _ => {
-            failures.push(format!("{who}: answers but is not identified as {}", profile.product_name));
+            failures.push(format!(
+                "{who}: answers but is not identified as {} (probe {})",
+                profile.product_name,
+                seen.join(", ")
+            ));
             return device;
         }
     }
