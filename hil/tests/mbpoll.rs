@@ -114,3 +114,14 @@ fn mbpoll_times_out_on_silent_unit() {
     assert_eq!(s.unit(1).map(|c| (c.requests, c.unanswered)), Some((1, 1)));
     assert_eq!(s.bus.other_unit, 1);
 }
+
+#[test]
+fn clients_can_open_the_pty_one_after_another() {
+    let sim = SimHandle::spawn_pty(SimConfig::default()).expect("pty");
+    for round in 0..3 {
+        let port = serialport::new(sim.path().to_string_lossy(), 9600)
+            .timeout(std::time::Duration::from_millis(100))
+            .open_native();
+        assert!(port.is_ok(), "round {round}: {:?}", port.err());
+    }
+}
