@@ -122,7 +122,7 @@ enum Command {
         /// Scenario file of time-stamped control commands.
         #[arg(long)]
         script: Option<PathBuf>,
-        /// Seed for fault probabilities and measurement noise.
+        /// Seed for the fault probabilities (measurement noise is fixed per device, so values repeat).
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Print every frame received and sent.

@@ -47,7 +47,7 @@ pub struct SimConfig {
     pub units: Vec<(u8, DeviceKind)>,
     /// Device clock (day compression, start hour).
     pub clock: ClockConfig,
-    /// Seed for the fault and noise generators.
+    /// Seed for the fault generator (model noise is seeded per device and repeats).
     pub seed: u64,
     /// Print every frame received and sent on stderr.
     pub trace: bool,
