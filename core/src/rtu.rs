@@ -500,7 +500,7 @@ impl RtuReceiver {
         self.release_taken_frame();
         if self.ready == Ready::Nothing && (self.len > 0 || self.discarding) {
             if let Some(last) = self.last_byte_at {
-                if now.saturating_since(last) >= self.timing.frame_gap {
+                if now.saturating_since(last) >= self.end_silence() {
                     self.end_of_burst();
                 }
             }
@@ -524,9 +524,22 @@ impl RtuReceiver {
             return self.last_byte_at.or(Some(Instant::ZERO));
         }
         if self.len > 0 || self.discarding {
-            self.last_byte_at.map(|last| last + self.timing.frame_gap)
+            self.last_byte_at.map(|last| last + self.end_silence())
         } else {
             None
+        }
+    }
+
+    /// Silence after which buffered bytes are ended as a frame (or dropped).
+    ///
+    /// While a response of known length is awaited, a pause shorter than the
+    /// inter-character limit is a USB adapter's burst boundary, not the end of
+    /// the frame; the host widens that limit while the frame gap that paces
+    /// requests keeps the spec's t3.5.
+    fn end_silence(&self) -> Duration {
+        match self.expect {
+            Expect::Response { .. } => self.timing.frame_gap.max(self.timing.inter_char_timeout),
+            _ => self.timing.frame_gap,
         }
     }
 
@@ -569,7 +582,7 @@ impl RtuReceiver {
             return false;
         };
         let gap = now.saturating_since(last);
-        if gap >= self.timing.frame_gap && (self.len > 0 || self.discarding) {
+        if gap >= self.end_silence() && (self.len > 0 || self.discarding) {
             self.end_of_burst();
         } else if gap > self.timing.inter_char_timeout && self.len > 0 {
             // A frame already whole is delivered, not dropped: only an

@@ -181,6 +181,28 @@ fn test_receiver_split_chunks_and_usb_burst() {
 }
 
 #[test]
+fn test_expected_response_survives_usb_bursts_with_spec_frame_gap() {
+    // The host widens only the inside-a-frame limit: requests are still paced
+    // by the spec's t3.5, while a response of known length may pause longer.
+    let mut timing = RxTiming::from_line(&LINE);
+    timing.inter_char_timeout = Duration::from_millis(20);
+    let mut rx = RtuReceiver::new(timing);
+    assert_eq!(rx.timing().frame_gap, LINE.t35());
+    rx.expect_response(1, FunctionCode::ReadInputRegisters, 12);
+    assert!(drain(&mut rx, us(0), &GROWATT_RESP[..6]).is_empty());
+    // 10 ms of silence: longer than t3.5 (3.6 ms), shorter than the limit.
+    assert_eq!(rx.poll_timeout(), Some(us(20_000)));
+    assert!(rx.poll(us(10_000)).is_none());
+    let ev = drain(&mut rx, us(10_000), &GROWATT_RESP[6..]);
+    assert_eq!(ev, [Ev::Frame(GROWATT_RESP.to_vec())]);
+    // Without a response expected, t3.5 still ends a burst.
+    rx.reset();
+    rx.expect_silence();
+    assert!(drain(&mut rx, us(50_000), &GROWATT_RESP[..6]).is_empty());
+    assert_eq!(rx.poll_timeout(), Some(us(50_000) + LINE.t35()));
+}
+
+#[test]
 fn test_receiver_gap_after_complete_frame_is_not_a_drop() {
     // Silence mode: a whole frame followed by a t1.5 < gap < t3.5 pause.
     let mut rx = RtuReceiver::for_line(&LINE);

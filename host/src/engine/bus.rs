@@ -626,7 +626,8 @@ impl Bus {
                 }
                 Err(nb::Error::Other(e)) => {
                     if debug {
-                        log::debug!(target: "dmc::frame", "{} unit {unit}: {e}", link_name(&self.link));
+                        let c = with_master!(&self.master, m => *m.counters());
+                        log::debug!(target: "dmc::frame", "{} unit {unit}: {e} ({c:?})", link_name(&self.link));
                     }
                     return Exchange { result: Err(e), sent_at, done_at: self.clock.now() };
                 }
@@ -645,8 +646,8 @@ impl Bus {
             if n > 0 {
                 let now = self.clock.now();
                 let bytes = self.rx_buf.get(..n).unwrap_or_default();
-                if debug {
-                    log::debug!(target: "dmc::frame", "{} RX: {}", link_name(&self.link), hex(bytes));
+                if debug && log::log_enabled!(target: "dmc::rx", log::Level::Trace) {
+                    log::trace!(target: "dmc::rx", "{} RX: {}", link_name(&self.link), hex(bytes));
                 }
                 with_master!(&mut self.master, m => m.handle_rx(now, bytes));
             }
