@@ -15,6 +15,9 @@ use dmc_hil::model::DeviceKind;
 use dmc_hil::serve::{SimConfig, SimHandle};
 use futures_lite::future;
 
+/// A condition that ends a run early.
+type StopWhen = Box<dyn Fn(&Recorder) -> bool>;
+
 /// Records what the engine reports, stopping at a deadline or a condition.
 struct Recorder {
     deadline: StdInstant,
@@ -23,7 +26,7 @@ struct Recorder {
     changes: Vec<(usize, PresenceChange, Instant)>,
     /// Completed reads per device (each `values` call is one read with changes).
     reads: Vec<Vec<Instant>>,
-    stop_when: Option<Box<dyn Fn(&Recorder) -> bool>>,
+    stop_when: Option<StopWhen>,
 }
 
 impl Recorder {
