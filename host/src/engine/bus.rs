@@ -55,6 +55,9 @@ pub struct BusConfig {
     pub rate_or_port: u32,
     /// Serial framing (ignored on networks).
     pub line: LineConfig,
+    /// Overrides the period of each device's fastest poll class; zero means
+    /// "as fast as the line allows" (`None`: the profile's periods).
+    pub fastest_period: Option<Duration>,
 }
 
 impl BusConfig {
@@ -68,6 +71,7 @@ impl BusConfig {
             target: spec.target.clone(),
             rate_or_port: spec.rate_or_port,
             line: LineConfig::new_8n1(baud),
+            fastest_period: None,
         }
     }
 
@@ -280,8 +284,20 @@ impl Bus {
             return Ok(());
         }
         dev.prepare(&transport)?;
+        let fastest = dev
+            .blocks()
+            .iter()
+            .filter_map(|b| match b.class {
+                PollClass::Every(p) => Some(p),
+                PollClass::Once => None,
+            })
+            .min();
+        let class_of = |class: PollClass| match (class, fastest, self.config.fastest_period) {
+            (PollClass::Every(p), Some(f), Some(over)) if p == f => PollClass::Every(over),
+            _ => class,
+        };
         let costs: Vec<(PollClass, Duration)> =
-            dev.blocks().iter().map(|b| (b.class, profile.read_time(&transport, b.count))).collect();
+            dev.blocks().iter().map(|b| (class_of(b.class), profile.read_time(&transport, b.count))).collect();
         let id = self.scheduler.add_device(costs).map_err(|e| format!("{}: {e:?}", dev.spec))?;
         let _ = self.scheduler.set_min_interval(id, profile.min_command_interval);
         if let Some(slot) = self.scheduled.get_mut(i) {
