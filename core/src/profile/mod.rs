@@ -11,7 +11,8 @@
 //!
 //! Profiles by short stable name (used in device specs such as
 //! `rtu:ttyUSB0:9600:2:sdm230`): [`sdm230::SDM230`] `sdm230`,
-//! [`growatt_min::GROWATT_MIN`] `growatt_min`.
+//! [`growatt_min::GROWATT_MIN`] `growatt_min`,
+//! [`victron_em::VM_3P75CT`] `victron_vm3p75ct`, [`victron_em::VM_3P5A`] `victron_vm3p5a`.
 //!
 //! Devices that dictate part of their own configuration (the Victron meters
 //! choose their role, phases and position) describe it in
@@ -20,6 +21,7 @@
 
 pub mod growatt_min;
 pub mod sdm230;
+pub mod victron_em;
 
 use core::fmt::Write;
 use heapless::String;
@@ -320,7 +322,8 @@ impl Profile {
 
 /// All built-in profiles, in identification order (the meter first: its
 /// probe is cheap and it never sleeps).
-pub static ALL: [&Profile; 2] = [&sdm230::SDM230, &growatt_min::GROWATT_MIN];
+pub static ALL: [&Profile; 4] =
+    [&sdm230::SDM230, &growatt_min::GROWATT_MIN, &victron_em::VM_3P75CT, &victron_em::VM_3P5A];
 
 /// Looks a profile up by its short name.
 pub fn by_name(name: &str) -> Option<&'static Profile> {
