@@ -543,6 +543,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any words decode and render (64-byte names fit a 64-byte text)
+        /// for every register of both models; the hooks are total.
+        #[test]
+        fn prop_decode_total(words in proptest::collection::vec(proptest::prelude::any::<u16>(), 0..40), raw: u16) {
+            for p in [&VM_3P75CT, &VM_3P5A] {
+                for r in p.registers {
+                    let v = r.decode(&words);
+                    let mut s = heapless::String::<64>::new();
+                    proptest::prop_assert!(r.write_text(&v, &mut s).is_ok(), "{}", r.name);
+                }
+            }
+            let _ = (phases(raw), ROLES.get(usize::from(raw)));
+            for role in Role::ALL {
+                let _ = position(role, raw);
+            }
+        }
+    }
+
     #[test]
     fn test_dictated_settings() {
         let s = VM_3P75CT.device_settings;
