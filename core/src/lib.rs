@@ -36,3 +36,4 @@ pub mod schedule;
 pub mod time;
 pub mod timing;
 pub mod value;
+pub mod vreglink;

@@ -177,6 +177,25 @@ pub enum RegisterType {
         /// Number of bits.
         width: u8,
     },
+    /// Bits `lsb .. lsb + width` of a u16 mapped like [`RegisterType::Enum`]
+    /// (the map's `raw` is the field value): a status packed with other
+    /// flags, e.g. the Victron meter's phase-rotation alarm in bits 0-1.
+    /// Sentinels compare with the whole word.
+    EnumField {
+        /// Lowest bit.
+        lsb: u8,
+        /// Number of bits.
+        width: u8,
+        /// Field value -> code.
+        map: EnumMap,
+    },
+    /// Victron firmware version over two registers read as four bytes
+    /// `[_, major, minor, build]` (upstream `VEReg_ver`): published as the
+    /// integer `major << 16 | minor << 8 | build` (`i`), shown as
+    /// `v<major hex>.<minor 2 hex digits>`, plus `-beta-<build 2 hex>` unless
+    /// build is 0xFF (a release): 0x0109FF -> `v1.09`. Sentinels compare
+    /// with the two words as a u32.
+    VictronVersion,
 }
 
 impl RegisterType {
@@ -187,8 +206,10 @@ impl RegisterType {
             | RegisterType::S16
             | RegisterType::Enum(_)
             | RegisterType::Bit(_)
-            | RegisterType::Field { .. } => 1,
+            | RegisterType::Field { .. }
+            | RegisterType::EnumField { .. } => 1,
             RegisterType::U32(_) | RegisterType::S32(_) | RegisterType::F32(_) => 2,
+            RegisterType::VictronVersion => 2,
             RegisterType::DecimalText(_) => 2,
             RegisterType::U64(_) | RegisterType::S64(_) => 4,
             RegisterType::Text { words, .. } | RegisterType::HexText { words } => *words as u16,
@@ -448,11 +469,13 @@ impl RegisterDef {
             RegisterType::Text { .. } | RegisterType::HexText { .. } | RegisterType::DecimalText(_) => {
                 DbusType::Text
             }
-            RegisterType::Enum(map) => match map.publish {
+            RegisterType::Enum(map) | RegisterType::EnumField { map, .. } => match map.publish {
                 EnumPublish::Double => DbusType::Double,
                 EnumPublish::Int => DbusType::Int32,
             },
-            RegisterType::Bit(_) | RegisterType::Field { .. } => DbusType::Int32,
+            RegisterType::Bit(_) | RegisterType::Field { .. } | RegisterType::VictronVersion => {
+                DbusType::Int32
+            }
             _ => DbusType::Double,
         }
     }
@@ -466,13 +489,15 @@ impl RegisterDef {
         }
         match self.kind {
             RegisterType::Text { words, .. } if words == 0 || words > MAX_TEXT_WORDS => {
-                return Err("text must be 1..=16 registers")
+                return Err("text must be 1..=32 registers")
             }
             RegisterType::HexText { words } if words == 0 || words > 8 => {
                 return Err("hex text must be 1..=8 registers")
             }
             RegisterType::Bit(b) if b > 15 => return Err("bit out of range"),
-            RegisterType::Field { lsb, width } if width == 0 || u32::from(lsb) + u32::from(width) > 16 => {
+            RegisterType::Field { lsb, width } | RegisterType::EnumField { lsb, width, .. }
+                if width == 0 || u32::from(lsb) + u32::from(width) > 16 =>
+            {
                 return Err("field out of range")
             }
             _ => {}
@@ -546,15 +571,21 @@ impl RegisterDef {
                 if self.invalid.contains(&u64::from(raw)) {
                     return Value::Invalid;
                 }
-                let code = match (map.by_raw(raw), map.unmapped) {
-                    (Some(e), _) => e.code,
-                    (None, Unmapped::Raw) => i32::from(raw),
-                    (None, Unmapped::Invalid) => return Value::Invalid,
-                };
-                match map.publish {
-                    EnumPublish::Double => Value::Float(f64::from(code)),
-                    EnumPublish::Int => Value::Int(i64::from(code)),
+                map_enum(&map, raw)
+            }
+            RegisterType::EnumField { lsb, width, map } => {
+                if self.invalid.contains(&u64::from(words[0])) {
+                    return Value::Invalid;
                 }
+                map_enum(&map, field(words[0], lsb, width))
+            }
+            RegisterType::VictronVersion => {
+                let raw = combine(words, WordOrder::HighFirst);
+                if self.invalid.contains(&raw) {
+                    return Value::Invalid;
+                }
+                // Bytes [_, major, minor, build]: drop the first.
+                Value::Int((raw & 0x00FF_FFFF) as i64)
             }
             RegisterType::Bit(bit) => {
                 if self.invalid.contains(&u64::from(words[0])) {
@@ -566,9 +597,7 @@ impl RegisterDef {
                 if self.invalid.contains(&u64::from(words[0])) {
                     return Value::Invalid;
                 }
-                let shifted = u32::from(words[0]) >> (lsb & 15);
-                let mask = if width >= 16 { 0xFFFF } else { (1u32 << width) - 1 };
-                Value::Int(i64::from(shifted & mask))
+                Value::Int(i64::from(field(words[0], lsb, width)))
             }
         }
     }
@@ -601,10 +630,18 @@ impl RegisterDef {
     /// Writes the `GetText` of `value` as this register shows it: the enum
     /// text when the map has one, otherwise the value with unit and decimals.
     pub fn write_text<W: Write>(&self, value: &Value, out: &mut W) -> fmt::Result {
-        if let (RegisterType::Enum(map), Some(code)) = (self.kind, value.as_f64()) {
-            if let Some(e) = map.entries.iter().find(|e| f64::from(e.code) == code && !e.text.is_empty()) {
-                return out.write_str(e.text);
+        match (self.kind, value) {
+            (RegisterType::Enum(map) | RegisterType::EnumField { map, .. }, _) => {
+                if let Some(code) = value.as_f64() {
+                    if let Some(e) =
+                        map.entries.iter().find(|e| f64::from(e.code) == code && !e.text.is_empty())
+                    {
+                        return out.write_str(e.text);
+                    }
+                }
             }
+            (RegisterType::VictronVersion, Value::Int(n)) => return write_victron_version(*n, out),
+            _ => {}
         }
         value.write_text(&self.format, out)
     }
@@ -660,7 +697,9 @@ impl RegisterDef {
             | RegisterType::HexText { .. }
             | RegisterType::DecimalText(_)
             | RegisterType::Bit(_)
-            | RegisterType::Field { .. } => return Err(EncodeError::Unsupported),
+            | RegisterType::Field { .. }
+            | RegisterType::EnumField { .. }
+            | RegisterType::VictronVersion => return Err(EncodeError::Unsupported),
         };
         split(raw, order, out);
         Ok(n)
@@ -682,6 +721,37 @@ impl RegisterDef {
         }
         Ok(WriteRequest { function, address: self.address, words })
     }
+}
+
+/// Bits `lsb .. lsb + width` of `word` (masked so any definition is total).
+fn field(word: u16, lsb: u8, width: u8) -> u16 {
+    let shifted = u32::from(word) >> (lsb & 15);
+    let mask = if width >= 16 { 0xFFFF } else { (1u32 << width) - 1 };
+    (shifted & mask) as u16
+}
+
+/// An enum map applied to a raw value.
+fn map_enum(map: &EnumMap, raw: u16) -> Value {
+    let code = match (map.by_raw(raw), map.unmapped) {
+        (Some(e), _) => e.code,
+        (None, Unmapped::Raw) => i32::from(raw),
+        (None, Unmapped::Invalid) => return Value::Invalid,
+    };
+    match map.publish {
+        EnumPublish::Double => Value::Float(f64::from(code)),
+        EnumPublish::Int => Value::Int(i64::from(code)),
+    }
+}
+
+/// `v%x.%02x` plus `-beta-%02x` unless build is 0xFF, from
+/// `major << 16 | minor << 8 | build` (upstream `VEReg_ver.__str__`).
+fn write_victron_version<W: Write>(n: i64, out: &mut W) -> fmt::Result {
+    let [_, _, _, _, _, major, minor, build] = n.to_be_bytes();
+    write!(out, "v{major:x}.{minor:02x}")?;
+    if build != 0xFF {
+        write!(out, "-beta-{build:02x}")?;
+    }
+    Ok(())
 }
 
 /// Combines up to four words into one integer in logical order.
@@ -872,6 +942,47 @@ mod tests {
         assert_eq!(def(RegisterType::Field { lsb: 0, width: 16 }).decode(&[0xFFFF]), Value::Int(65535));
         assert_eq!(def(RegisterType::HexText { words: 1 }).decode(&[0x0020]).as_str(), Some("0020"));
         assert_eq!(def(RegisterType::DecimalText(H)).decode(&[0x0001, 0xE240]).as_str(), Some("123456"));
+    }
+
+    #[test]
+    fn test_enum_field_and_victron_version() {
+        const ROTATION: EnumMap = EnumMap {
+            entries: &[
+                EnumEntry { raw: 1, code: 0, text: "Ok" },
+                EnumEntry { raw: 2, code: 1, text: "Warning" },
+                EnumEntry { raw: 3, code: 2, text: "Alarm" },
+            ],
+            unmapped: Unmapped::Invalid,
+            publish: EnumPublish::Int,
+        };
+        let f = def(RegisterType::EnumField { lsb: 0, width: 2, map: ROTATION });
+        assert_eq!(f.decode(&[0xFFF0]), Value::Invalid);
+        assert_eq!(f.decode(&[0xFFF2]), Value::Int(1));
+        assert_eq!(f.decode(&[0x0003]), Value::Int(2));
+        let mut s = heapless::String::<16>::new();
+        f.write_text(&Value::Int(2), &mut s).unwrap();
+        assert_eq!(s, "Alarm");
+        assert_eq!(f.dbus_type(), DbusType::Int32);
+        assert!(f.check().is_ok());
+        assert!(def(RegisterType::EnumField { lsb: 15, width: 2, map: ROTATION }).check().is_err());
+
+        let v = def(RegisterType::VictronVersion);
+        let text = |value: &Value| {
+            let mut s = heapless::String::<32>::new();
+            v.write_text(value, &mut s).unwrap();
+            s
+        };
+        let release = v.decode(&[0x0001, 0x09FF]);
+        assert_eq!(release, Value::Int(0x0109FF));
+        assert_eq!(text(&release), "v1.09");
+        let beta = v.decode(&[0xAB01, 0x1007]);
+        assert_eq!(beta, Value::Int(0x011007));
+        assert_eq!(text(&beta), "v1.10-beta-07");
+        assert_eq!(text(&v.decode(&[0x00FF, 0xFF00])), "vff.ff-beta-00");
+        assert_eq!(text(&Value::Invalid), "---");
+        assert_eq!(v.dbus_type(), DbusType::Int32);
+        assert_eq!(v.decode(&[1]), Value::Invalid);
+        assert_eq!(v.encode_write(1.0), Err(EncodeError::ReadOnly));
     }
 
     #[test]

@@ -14,10 +14,10 @@
 use core::fmt::{self, Write};
 use heapless::String;
 
-/// Capacity of [`Value::Text`] in bytes: the longest identity string of the
-/// supported devices is the Growatt's 30-character serial (15 registers);
-/// 16 registers (32 bytes) is the limit a text register may have.
-pub const TEXT_CAPACITY: usize = 32;
+/// Capacity of [`Value::Text`] in bytes: the longest text register of the
+/// supported devices is the Victron meter's custom name (32 registers of
+/// UTF-8, 64 bytes); 32 registers is the limit a text register may have.
+pub const TEXT_CAPACITY: usize = 64;
 
 /// A short text value (serial numbers, firmware strings).
 pub type ShortText = String<TEXT_CAPACITY>;

@@ -308,6 +308,8 @@ static VM: Profile = Profile {
     may_sleep: false,
     turnaround: Turnaround { fixed: Duration::from_millis(2), per_register: Duration::ZERO },
     min_command_interval: Duration::ZERO,
+    vreglink: None,
+    device_settings: profile::DeviceSettings::NONE,
 };
 
 #[test]

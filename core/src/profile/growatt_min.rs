@@ -34,7 +34,7 @@
 //! `/ProductId` 0xA1F0 is our own choice (Victron assigns none; it avoids the
 //! ids of upstream and dbus-fronius).
 
-use super::{ProbeRead, ProbeVerdict, Profile, Role, Turnaround};
+use super::{DeviceSettings, ProbeRead, ProbeVerdict, Profile, Role, Turnaround};
 use crate::plan::{Barrier, ReadLimits, MODBUS_MAX_READ};
 use crate::register::{
     Allowed, ByteOrder, EnumEntry, EnumMap, EnumPublish, RegisterBank, RegisterDef, RegisterType, Unmapped,
@@ -237,4 +237,6 @@ pub static GROWATT_MIN: Profile = Profile {
     turnaround: Turnaround { fixed: Duration::from_millis(15), per_register: Duration::ZERO },
     // Protocol V1.24: wait >= 850 ms after a command.
     min_command_interval: Duration::from_millis(850),
+    vreglink: None,
+    device_settings: DeviceSettings::NONE,
 };

@@ -11,10 +11,17 @@
 //!
 //! Profiles by short stable name (used in device specs such as
 //! `rtu:ttyUSB0:9600:2:sdm230`): [`sdm230::SDM230`] `sdm230`,
-//! [`growatt_min::GROWATT_MIN`] `growatt_min`.
+//! [`growatt_min::GROWATT_MIN`] `growatt_min`,
+//! [`victron_em::VM_3P75CT`] `victron_vm3p75ct`, [`victron_em::VM_3P5A`] `victron_vm3p5a`.
+//!
+//! Devices that dictate part of their own configuration (the Victron meters
+//! choose their role, phases and position) describe it in
+//! [`Profile::device_settings`]; devices with a VregLink block name it and
+//! the D-Bus paths written through it in [`Profile::vreglink`].
 
 pub mod growatt_min;
 pub mod sdm230;
+pub mod victron_em;
 
 use core::fmt::Write;
 use heapless::String;
@@ -22,6 +29,7 @@ use heapless::String;
 use crate::plan::{Plan, PlanError, ReadLimits, Transport};
 use crate::register::{RegisterBank, RegisterDef};
 use crate::time::Duration;
+use crate::vreglink::VregSupport;
 
 /// A Victron device class a device may be published as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -111,6 +119,112 @@ impl Turnaround {
     }
 }
 
+/// A set of AC phases (bit n-1 = `L<n>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Phases(u8);
+
+impl Phases {
+    /// L1 only.
+    pub const L1: Phases = Phases(0b001);
+    /// L2 only.
+    pub const L2: Phases = Phases(0b010);
+    /// L3 only.
+    pub const L3: Phases = Phases(0b100);
+    /// L1 and L2.
+    pub const L1_L2: Phases = Phases(0b011);
+    /// All three.
+    pub const ALL: Phases = Phases(0b111);
+
+    /// From bits (bit 0 = L1); bits above L3 are dropped.
+    pub const fn from_bits(bits: u8) -> Self {
+        Phases(bits & 0b111)
+    }
+
+    /// The bits.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether phase `n` (1..=3) is in the set.
+    pub const fn contains(self, n: u8) -> bool {
+        n >= 1 && n <= 3 && self.0 & (1 << (n - 1)) != 0
+    }
+
+    /// Number of phases (`/NrOfPhases`).
+    pub const fn count(self) -> u8 {
+        self.0.count_ones() as u8
+    }
+}
+
+/// The phase a per-phase path belongs to: `/Ac/L2/Power` -> 2.
+pub fn path_phase(path: &str) -> Option<u8> {
+    let rest = path.strip_prefix("/Ac/L")?;
+    let (digit, tail) = rest.split_at_checked(1)?;
+    let n = match digit {
+        "1" => 1,
+        "2" => 2,
+        "3" => 3,
+        _ => return None,
+    };
+    (tail.is_empty() || tail.starts_with('/')).then_some(n)
+}
+
+/// A holding register whose raw value indexes the role the device runs as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RoleRegister {
+    /// Holding register (also in [`Profile::registers`], so it is polled;
+    /// a change means re-creating the service under the new class).
+    pub address: u16,
+    /// `roles[raw]`; a raw value past the end keeps the configured role.
+    pub roles: &'static [Role],
+}
+
+impl RoleRegister {
+    /// The role for a raw value.
+    pub fn role(&self, raw: u16) -> Option<Role> {
+        self.roles.get(usize::from(raw)).copied()
+    }
+}
+
+/// A holding register that says which phases the device measures.
+#[derive(Clone, Copy, Debug)]
+pub struct PhaseRegister {
+    /// Holding register (also in [`Profile::registers`]).
+    pub address: u16,
+    /// Raw value to phases (total; unknown values should give [`Phases::ALL`]).
+    pub phases: fn(u16) -> Phases,
+}
+
+/// A holding register holding the device's `/Position` (the user cannot
+/// change it: publish `/PositionIsAdjustable` 0).
+#[derive(Clone, Copy, Debug)]
+pub struct PositionRegister {
+    /// Holding register (also in [`Profile::registers`]).
+    pub address: u16,
+    /// `/Position` for the role the device runs as and the raw value;
+    /// `None`: no `/Position` in that role.
+    pub position: fn(Role, u16) -> Option<i32>,
+}
+
+/// Configuration the device dictates rather than the user.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceSettings {
+    /// The device chooses its role.
+    pub role: Option<RoleRegister>,
+    /// The device says which phases exist (the host publishes `/Ac/L<n>/...`
+    /// only for those, see [`Profile::publishes_path`]).
+    pub phases: Option<PhaseRegister>,
+    /// The device fixes its position.
+    pub position: Option<PositionRegister>,
+}
+
+impl DeviceSettings {
+    /// Nothing dictated: role from settings, all phases, position from settings.
+    pub const NONE: DeviceSettings = DeviceSettings { role: None, phases: None, position: None };
+}
+
 /// Everything device-specific.
 #[derive(Clone, Copy, Debug)]
 pub struct Profile {
@@ -126,7 +240,9 @@ pub struct Profile {
     pub default_unit: u8,
     /// Role when the settings say nothing.
     pub default_role: Role,
-    /// Roles the user may choose (`/AllowedRoles`); one entry = fixed.
+    /// Roles the user may choose (`/AllowedRoles`); one entry = fixed;
+    /// empty = the device dictates its role ([`DeviceSettings::role`]):
+    /// `/Role` read-only and no `/AllowedRoles`, as upstream's Victron meters.
     pub allowed_roles: &'static [Role],
     /// Everything read, with how it is published.
     pub registers: &'static [RegisterDef],
@@ -142,6 +258,10 @@ pub struct Profile {
     pub turnaround: Turnaround,
     /// Vendor's minimum spacing between commands (zero if none).
     pub min_command_interval: Duration,
+    /// VregLink block and the paths written through it (`None`: no VregLink).
+    pub vreglink: Option<VregSupport>,
+    /// Configuration the device dictates ([`DeviceSettings::NONE`] if none).
+    pub device_settings: DeviceSettings,
 }
 
 /// Capacity of a service ident (`growatt_` + 30-char serial fits).
@@ -172,6 +292,17 @@ impl Profile {
         self.registers.iter().enumerate().find(|(_, r)| r.paths.contains(&path))
     }
 
+    /// The register at `address` of `bank`, with its index.
+    pub fn register_at(&self, bank: RegisterBank, address: u16) -> Option<(usize, &'static RegisterDef)> {
+        self.registers.iter().enumerate().find(|(_, r)| r.bank == bank && r.address == address)
+    }
+
+    /// Whether `path` exists for a device measuring `phases`: per-phase
+    /// paths (`/Ac/L<n>/...`) only for the phases present, all others always.
+    pub fn publishes_path(&self, path: &str, phases: Phases) -> bool {
+        path_phase(path).is_none_or(|n| phases.contains(n))
+    }
+
     /// Whether the user may publish the device as `role`.
     pub fn allows_role(&self, role: Role) -> bool {
         self.allowed_roles.contains(&role)
@@ -191,7 +322,8 @@ impl Profile {
 
 /// All built-in profiles, in identification order (the meter first: its
 /// probe is cheap and it never sleeps).
-pub static ALL: [&Profile; 2] = [&sdm230::SDM230, &growatt_min::GROWATT_MIN];
+pub static ALL: [&Profile; 4] =
+    [&sdm230::SDM230, &growatt_min::GROWATT_MIN, &victron_em::VM_3P75CT, &victron_em::VM_3P5A];
 
 /// Looks a profile up by its short name.
 pub fn by_name(name: &str) -> Option<&'static Profile> {

@@ -28,7 +28,7 @@
 //! `/ProductId` 0xB230 is our own choice (Victron assigns none for this meter;
 //! it is outside the ids upstream and dbus-fronius use).
 
-use super::{ProbeRead, ProbeVerdict, Profile, Role, Turnaround};
+use super::{DeviceSettings, ProbeRead, ProbeVerdict, Profile, Role, Turnaround};
 use crate::plan::ReadLimits;
 use crate::register::{RegisterBank, RegisterDef, RegisterType, WordOrder};
 use crate::time::Duration;
@@ -148,4 +148,6 @@ pub static SDM230: Profile = Profile {
     // Fit to the public capture: 6 ms + 0.6 ms per register (devices.md 1.1).
     turnaround: Turnaround { fixed: Duration::from_millis(6), per_register: Duration::from_micros(600) },
     min_command_interval: Duration::ZERO,
+    vreglink: None,
+    device_settings: DeviceSettings::NONE,
 };
