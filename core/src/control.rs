@@ -22,13 +22,15 @@
 //!    the loop fast: `A` barely depends on the inverter's own output, so a load
 //!    step moves `A` within one meter sample and the limit never winds up above
 //!    the load while the inverter is sun-limited.
-//! 3. **Integral trim.** `trim += e·dt/τ_i` (τ_i = `trim_time_constant`,
+//! 3. **Integral trim.** `trim += clamp(e, ±f)·dt/τ_i` (τ_i = `trim_time_constant`,
 //!    default 30 s), clamped to ±`trim_max_percent` (default 10 %) of `P`, and
 //!    only integrated while the limit is actually in force (the inverter
 //!    produces within `follow_tolerance_percent` of the last written limit:
 //!    not sun-limited, not in the middle of a move), the written limit is not
 //!    pinned at the floor or 100 % in the direction of `e`, and `|e|` exceeds
-//!    `trim_deadband_w`. It removes steady offsets between the PV inverter's
+//!    `trim_deadband_w`. The error is clamped to the follow tolerance `f`
+//!    (126 W at 4200 W) so a load step, which the feed-forward handles, does
+//!    not leave a bias behind. It removes steady offsets between the PV inverter's
 //!    own power reading and the grid meter (a Growatt reading 2 % high would
 //!    otherwise export 2 % of its output forever). Conditional integration is
 //!    the anti-windup: at the floor, at 100 % and while sun-limited the trim is
@@ -586,7 +588,8 @@ impl Controller {
         if in_force && !pinned_low && !pinned_high && room.abs() > cfg.trim_deadband_w && dt_s > 0.0 {
             let tau = cfg.trim_time_constant.as_secs_f32();
             let trim_max = cfg.trim_max_percent / 100.0 * p_max;
-            let step = if tau > 0.0 { room * dt_s / tau } else { 0.0 };
+            // Only bias-sized errors: a load step is the feed-forward's job.
+            let step = if tau > 0.0 { room.clamp(-follow_w, follow_w) * dt_s / tau } else { 0.0 };
             self.trim_w = (self.trim_w + step).clamp(-trim_max, trim_max);
         }
         let demand = absorbable + self.trim_w;
