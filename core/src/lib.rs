@@ -24,6 +24,7 @@
 extern crate std;
 
 pub mod ascii;
+pub mod control;
 pub mod crc;
 pub mod master;
 pub mod mbap;
