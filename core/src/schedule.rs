@@ -206,6 +206,19 @@ impl<const D: usize, const B: usize> Scheduler<D, B> {
         Ok(())
     }
 
+    /// Replaces the transaction time of `block` of `device` (the host measures
+    /// it; the profile's figure is only an estimate). It floors the block's
+    /// effective period, so a period-zero block follows the real line speed.
+    pub fn set_cost(&mut self, device: DeviceId, block: usize, cost: Duration) -> Result<(), ScheduleError> {
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.device == device.0 && usize::from(s.block) == block)
+            .ok_or(ScheduleError::Unknown)?;
+        slot.cost = cost;
+        Ok(())
+    }
+
     /// Forget every read of `device` (after a reconnect): all its blocks,
     /// `Once` blocks included, become due.
     pub fn reset_device(&mut self, device: DeviceId) -> Result<(), ScheduleError> {
@@ -318,6 +331,18 @@ mod tests {
         assert_eq!(s.next(Instant::from_millis(200)), Next::Wait { until: Instant::from_millis(500) });
         s.reset_device(b).unwrap();
         assert_eq!(s.next(Instant::from_millis(200)), Next::Read { device: b, block: 0 });
+    }
+
+    #[test]
+    fn test_measured_cost_paces_a_period_zero_block() {
+        let mut s: Scheduler<1, 1> = Scheduler::new();
+        // Estimated at 60 ms; the line turns out to take 40 ms.
+        let d = s.add_device([(PollClass::Every(Duration::ZERO), MS(60))]).unwrap();
+        s.mark_read(d, 0, Instant::ZERO).unwrap();
+        assert_eq!(s.next(Instant::from_millis(40)), Next::Wait { until: Instant::from_millis(60) });
+        s.set_cost(d, 0, MS(40)).unwrap();
+        assert_eq!(s.next(Instant::from_millis(40)), Next::Read { device: d, block: 0 });
+        assert_eq!(s.set_cost(d, 3, MS(1)), Err(ScheduleError::Unknown));
     }
 
     #[test]

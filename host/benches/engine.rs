@@ -58,7 +58,9 @@ fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
@@ -89,7 +91,8 @@ fn line_limit_figures(baud: u32, seconds: u64) {
     let s = sim(baud, &[(2, DeviceKind::Sdm230)]);
     let mut b = bus(&s, baud, &[2], Some(Duration::ZERO));
     // Start-up: identification and identity reads.
-    let mut warm = Counter { stop_at: StdInstant::now() + StdDuration::from_secs(5), ready: 0, fast_reads: vec![] };
+    let mut warm =
+        Counter { stop_at: StdInstant::now() + StdDuration::from_secs(5), ready: 0, fast_reads: vec![] };
     let t0 = StdInstant::now();
     while warm.ready == 0 && StdInstant::now() < warm.stop_at {
         let until = StdInstant::now() + StdDuration::from_millis(50);
@@ -102,8 +105,11 @@ fn line_limit_figures(baud: u32, seconds: u64) {
     let before = b.stats();
     let cpu0 = thread_cpu();
     let started = StdInstant::now();
-    let mut obs =
-        Counter { stop_at: StdInstant::now() + StdDuration::from_secs(seconds), ready: 0, fast_reads: vec![] };
+    let mut obs = Counter {
+        stop_at: StdInstant::now() + StdDuration::from_secs(seconds),
+        ready: 0,
+        fast_reads: vec![],
+    };
     run(&mut b, &mut obs);
     let elapsed = started.elapsed();
     let cpu = thread_cpu() - cpu0;
@@ -150,12 +156,14 @@ fn soak(transactions: u64) {
     let s = sim(baud, &[(1, DeviceKind::GrowattMin), (2, DeviceKind::Sdm230)]);
     s.command("turnaround all 0").expect("turnaround");
     let mut b = bus(&s, baud, &[1, 2], Some(Duration::ZERO));
-    let mut warm = Counter { stop_at: StdInstant::now() + StdDuration::from_secs(10), ready: 0, fast_reads: vec![] };
+    let mut warm =
+        Counter { stop_at: StdInstant::now() + StdDuration::from_secs(10), ready: 0, fast_reads: vec![] };
     run(&mut b, &mut warm);
     s.fault("growatt", "silent on").expect("fault");
     s.fault("sdm230", "crc 0.02").expect("fault");
     s.fault("sdm230", "garbage 0.02").expect("fault");
-    let mut settle = Counter { stop_at: StdInstant::now() + StdDuration::from_secs(5), ready: 0, fast_reads: vec![] };
+    let mut settle =
+        Counter { stop_at: StdInstant::now() + StdDuration::from_secs(5), ready: 0, fast_reads: vec![] };
     run(&mut b, &mut settle);
     let rss0 = rss_kib();
     let start = StdInstant::now();
@@ -164,7 +172,11 @@ fn soak(transactions: u64) {
     let mut last_report = StdInstant::now();
     while done < transactions {
         let chunk = (transactions - done).min(10_000);
-        let mut obs = Counter { stop_at: StdInstant::now() + StdDuration::from_secs(3600), ready: 0, fast_reads: vec![] };
+        let mut obs = Counter {
+            stop_at: StdInstant::now() + StdDuration::from_secs(3600),
+            ready: 0,
+            fast_reads: vec![],
+        };
         async_io::block_on(b.run_for(&mut obs, chunk));
         done += chunk;
         if last_report.elapsed() > StdDuration::from_secs(60) {

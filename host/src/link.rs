@@ -257,6 +257,28 @@ impl Link {
         }
     }
 
+    /// Reads what is already waiting without waiting or arming the reactor
+    /// (`Ok(0)`: nothing there). One syscall: the hot path of a transaction
+    /// whose answer is expected to be complete.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
+        let name = self.name().to_string();
+        let r = match self {
+            Link::Serial(l) => l.io.get_ref().read(buf),
+            Link::Tcp(l) => l.io.get_ref().read(buf),
+            Link::Udp(l) => l.io.get_ref().recv(buf),
+        };
+        match r {
+            Ok(0) if !buf.is_empty() && !matches!(self, Link::Udp(_)) => {
+                Err(LinkError::Io { port: name, source: io::ErrorKind::UnexpectedEof.into() })
+            }
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                Ok(0)
+            }
+            Err(e) => Err(LinkError::from_io(&name, e)),
+        }
+    }
+
     /// Discards whatever is already waiting (stale replies, line noise) without
     /// blocking; returns how many bytes were dropped.
     pub fn drain(&mut self) -> Result<usize, LinkError> {

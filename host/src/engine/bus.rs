@@ -43,6 +43,9 @@ pub const REOPEN_INTERVAL: StdDuration = StdDuration::from_secs(1);
 /// port: USB adapters deliver bytes in bursts (an FTDI latency timer can
 /// split a frame with a 16 ms pause).
 pub const USB_BURST_GAP: Duration = Duration::from_millis(20);
+/// How much earlier than its learned turnaround a device is read back: lets
+/// the latency filter see a device getting faster.
+const PREDICTION_MARGIN: Duration = Duration::from_millis(2);
 
 /// How a bus is reached and framed; built from the first device spec on it.
 #[derive(Clone, Debug)]
@@ -296,8 +299,11 @@ impl Bus {
             (PollClass::Every(p), Some(f), Some(over)) if p == f => PollClass::Every(over),
             _ => class,
         };
-        let costs: Vec<(PollClass, Duration)> =
-            dev.blocks().iter().map(|b| (class_of(b.class), profile.read_time(&transport, b.count))).collect();
+        let costs: Vec<(PollClass, Duration)> = dev
+            .blocks()
+            .iter()
+            .map(|b| (class_of(b.class), profile.read_time(&transport, b.count)))
+            .collect();
         let id = self.scheduler.add_device(costs).map_err(|e| format!("{}: {e:?}", dev.spec))?;
         let _ = self.scheduler.set_min_interval(id, profile.min_command_interval);
         if let Some(slot) = self.scheduled.get_mut(i) {
@@ -455,8 +461,9 @@ impl Bus {
         let Some((bank, address, count)) = dev.next_probe() else { return };
         let unit = dev.spec.unit;
         let timeout = dev.timeout();
+        let turnaround = dev.expected_turnaround();
         let request = read_request(bank, address, count);
-        let ex = self.transact(unit, &request, timeout, observer).await;
+        let ex = self.transact(unit, &request, timeout, turnaround, observer).await;
         let now = ex.done_at;
         fill_words(&self.master, &mut self.words);
         let words = self.words.as_slice();
@@ -503,9 +510,10 @@ impl Bus {
         let Some(b) = dev.blocks().get(block).copied() else { return };
         let unit = dev.spec.unit;
         let timeout = dev.timeout();
+        let turnaround = dev.expected_turnaround();
         let request = read_request(b.bank, b.start, b.count);
         let started = self.clock.now();
-        let ex = self.transact(unit, &request, timeout, observer).await;
+        let ex = self.transact(unit, &request, timeout, turnaround, observer).await;
         let now = ex.done_at;
         // Identity blocks count as read only once they succeed (or are refused).
         let mark = b.class != PollClass::Once || !matches!(ex.result, Err(TransactionError::Timeout));
@@ -519,6 +527,8 @@ impl Bus {
         let change = match ex.result {
             Ok(()) => {
                 dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                // The measured transaction time replaces the profile's estimate.
+                let _ = self.scheduler.set_cost(id, block, now.saturating_since(started));
                 dev.block_read(block, words, now)
             }
             Err(TransactionError::Exception(code)) => {
@@ -562,7 +572,8 @@ impl Bus {
         }
         let unit = dev.spec.unit;
         let timeout = dev.timeout();
-        let ex = self.transact(unit, &request, timeout, observer).await;
+        let turnaround = dev.expected_turnaround();
+        let ex = self.transact(unit, &request, timeout, turnaround, observer).await;
         let reply = match ex.result {
             Ok(()) => Ok(with_master!(&self.master, m => m.response_pdu().to_vec())),
             Err(e) => Err(CommandError::Failed(e.to_string())),
@@ -585,6 +596,7 @@ impl Bus {
         unit: u8,
         request: &Request<'_>,
         timeout: Duration,
+        expected_turnaround: Option<Duration>,
         observer: &mut dyn Observer,
     ) -> Exchange {
         self.stats.transactions += 1;
@@ -610,6 +622,11 @@ impl Bus {
         }
         let mut sent_at = start;
         let debug = log::log_enabled!(target: "dmc::frame", log::Level::Debug);
+        // Bytes of the answer seen so far, to sleep through the rest of it.
+        let mut received = 0usize;
+        let mut exception = false;
+        // Whether the next read should wait for readiness (after a read found nothing).
+        let mut nothing_waiting = true;
         loop {
             let now = self.clock.now();
             // Send once the line has been quiet for t3.5.
@@ -626,6 +643,15 @@ impl Bus {
                     return Exchange { result: Err(TransactionError::Timeout), sent_at: now, done_at: now };
                 }
                 sent_at = now + self.config.wire_time(frame.len());
+                // A device whose turnaround is known answers no sooner than
+                // that: sleep until its answer should be complete and read it
+                // in one go, instead of waking for every byte.
+                if let Some(turnaround) = expected_turnaround.filter(|_| self.config.method.is_serial()) {
+                    let early = turnaround.saturating_sub(PREDICTION_MARGIN);
+                    let until = (sent_at + early + self.config.wire_time(resp_len)).min(deadline);
+                    Timer::at(self.clock.to_std(until)).await;
+                    nothing_waiting = false;
+                }
             }
             match with_master!(&mut self.master, m => m.poll(now)) {
                 Ok(()) => {
@@ -650,8 +676,18 @@ impl Bus {
                 Err(nb::Error::WouldBlock) => {}
             }
             let wake = with_master!(&self.master, m => m.poll_timeout()).unwrap_or(deadline);
+            if received > 0 {
+                self.wait_for_rest(received, resp_len, exception, wake).await;
+                nothing_waiting = false;
+            }
             let Some(link) = self.link.as_mut() else { break };
-            let n = match link.recv(&mut self.rx_buf, self.clock.to_std(wake)).await {
+            let read = if nothing_waiting {
+                link.recv(&mut self.rx_buf, self.clock.to_std(wake)).await
+            } else {
+                link.try_recv(&mut self.rx_buf)
+            };
+            nothing_waiting = matches!(read, Ok(0));
+            let n = match read {
                 Ok(n) => n,
                 Err(e) => {
                     self.drop_link(&e, observer);
@@ -662,6 +698,12 @@ impl Bus {
             if n > 0 {
                 let now = self.clock.now();
                 let bytes = self.rx_buf.get(..n).unwrap_or_default();
+                if received < 2 {
+                    // Byte 1 of an RTU answer is the function; 0x80 set means
+                    // a 5-byte exception frame.
+                    exception |= bytes.get(1 - received).is_some_and(|f| f & 0x80 != 0);
+                }
+                received += n;
                 if debug && log::log_enabled!(target: "dmc::rx", log::Level::Trace) {
                     log::trace!(target: "dmc::rx", "{} RX: {}", link_name(&self.link), hex(bytes));
                 }
@@ -670,6 +712,30 @@ impl Bus {
         }
         let now = self.clock.now();
         Exchange { result: Err(TransactionError::Timeout), sent_at, done_at: now }
+    }
+}
+
+impl Bus {
+    /// Once an answer has started arriving on a serial line, sleeps while the
+    /// rest of it is still on the wire instead of waking for every byte (a
+    /// 9600-baud line delivers one byte per millisecond). The sleep stays
+    /// below the inter-character limit, so the receiver's gap check still sees
+    /// real pauses, and never passes `wake`.
+    async fn wait_for_rest(&self, received: usize, resp_len: usize, exception: bool, wake: Instant) {
+        if !self.config.method.is_serial() {
+            return;
+        }
+        let expected = if exception { 5 } else { resp_len };
+        let remaining = expected.saturating_sub(received);
+        if remaining == 0 {
+            return;
+        }
+        let limit = USB_BURST_GAP.saturating_sub(Duration::from_millis(2));
+        let now = self.clock.now();
+        let until = (now + self.config.wire_time(remaining).min(limit)).min(wake);
+        if until > now {
+            Timer::at(self.clock.to_std(until)).await;
+        }
     }
 }
 

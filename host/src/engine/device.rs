@@ -199,6 +199,12 @@ impl Device {
         self.stats.latency_filtered.saturating_mul(4).max(self.min_timeout).min(MAX_TIMEOUT)
     }
 
+    /// The turnaround this device has shown (filtered), once it is known well
+    /// enough to plan reads around it.
+    pub fn expected_turnaround(&self) -> Option<Duration> {
+        (self.stats.responses >= 4).then_some(self.stats.latency_filtered)
+    }
+
     /// The next identification read, while probing: (bank, address, count).
     pub fn next_probe(&self) -> Option<(RegisterBank, u16, u16)> {
         if self.presence != Presence::Probing && !matches!(self.presence, Presence::NotAnswering { .. })
