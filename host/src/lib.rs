@@ -4,3 +4,4 @@
 //! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
 
 pub mod dbus;
+pub mod settings;
