@@ -620,3 +620,28 @@ fn three_services_of_sixty_paths_answer() {
     assert!(out.contains("double 59"), "{out}");
     eprintln!("VmRSS {} KiB -> {} KiB with 3 x 60 paths ({choice:?})", before, vm_rss_kib());
 }
+
+#[test]
+fn properties_changed_on_flush_when_enabled() {
+    let Some(bus) = PrivateBus::start() else { return };
+    let bg = Background::start();
+    let mut builder = ServiceBuilder::new("com.victronenergy.grid.pc");
+    builder.add("/DeviceInstance", Item::new(1)).unwrap();
+    builder.add("/Ac/Power", Item::new(1.0)).unwrap();
+    builder.properties_changed_on_flush(true);
+    let (choice, spawner) = (bus.bus(), bg.spawner.clone());
+    let service = bg.block_on(async move { builder.register(&choice, &spawner).await }).expect("register");
+    let (choice, spawner) = (bus.bus(), bg.spawner.clone());
+    let client = bg.block_on(async move { connect(&choice, &spawner).await }).expect("client");
+    let f = Fixture { bus, bg, service: Some(service), calls: Arc::default(), client };
+    let props = signal_stream(&f, "PropertiesChanged");
+    let items = signal_stream(&f, "ItemsChanged");
+    f.service().set_value("/Ac/Power", 2.5).unwrap();
+    assert_eq!(f.flush(), 1);
+    let msg = recv(&props);
+    assert_eq!(msg.header().path().unwrap().as_str(), "/Ac/Power");
+    let body: HashMap<String, OwnedValue> = msg.body().deserialize().unwrap();
+    assert_eq!(f64::try_from(&body["Value"]).unwrap(), 2.5);
+    let all: HashMap<String, HashMap<String, OwnedValue>> = recv(&items).body().deserialize().unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["/Ac/Power"]);
+}

@@ -342,6 +342,27 @@ fn leaf_attributes_and_introspection() {
     assert_eq!(i32::try_from(&max).unwrap(), 2);
     assert_eq!(i32::try_from(&default).unwrap(), 0);
     assert!(xml.contains("AddSettings") && xml.contains("<node name=\"Settings\"/>"), "{xml}");
+    // The older per-setting call velib 67d2023 (pinned by upstream) uses.
+    let (ok, out, err) = f.bus.run(
+        "dbus-send",
+        &[
+            "--session",
+            "--print-reply",
+            "--dest=com.victronenergy.settings",
+            "/Settings",
+            "com.victronenergy.Settings.AddSetting",
+            "string:ModbusClient/tcp",
+            "string:AutoScan",
+            "variant:int32:0",
+            "string:i",
+            "variant:int32:0",
+            "variant:int32:1",
+        ],
+    );
+    assert!(ok && out.contains("int32 0"), "{out}{err}");
+    let c = f.client.clone();
+    let v = f.run(async move { c.get_value("/Settings/ModbusClient/tcp/AutoScan").await }).expect("GetValue");
+    assert_eq!(v, ItemValue::Int(0));
     let standin = f.standin.as_ref().expect("standin");
     assert!(standin.service().tree().len() >= 4);
 }
