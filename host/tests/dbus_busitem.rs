@@ -645,3 +645,21 @@ fn properties_changed_on_flush_when_enabled() {
     let all: HashMap<String, HashMap<String, OwnedValue>> = recv(&items).body().deserialize().unwrap();
     assert_eq!(all.keys().collect::<Vec<_>>(), ["/Ac/Power"]);
 }
+
+#[test]
+fn dropping_a_service_removes_its_name() {
+    let Some(mut f) = fixture() else { return };
+    drop(f.service.take());
+    let client = f.client.conn.clone();
+    let gone = f.bg.block_on(async move {
+        let dbus = zbus::fdo::DBusProxy::new(&client).await?;
+        for _ in 0..50 {
+            if !dbus.name_has_owner(NAME.try_into().expect("name")).await? {
+                return Ok(true);
+            }
+            async_io::Timer::after(Duration::from_millis(20)).await;
+        }
+        Ok::<_, zbus::fdo::Error>(false)
+    });
+    assert!(gone.expect("NameHasOwner"), "the connection stayed open after drop");
+}
