@@ -1,7 +1,15 @@
 //! The dbus-modbus-client daemon as a library, so integration tests and the
 //! demo drive exactly the code the GX runs.
+//!
+//! * [`spec`], [`link`]: device specs and the byte links to serial ports and sockets.
+//! * [`engine`]: the polling engine (buses, devices, presence, timeouts).
+//! * [`dbus`]: Victron BusItem services (one connection per service, low-level dispatcher).
+//! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
+//! * [`logging`]: the one-line stderr logger for multilog.
 
+pub mod dbus;
 pub mod engine;
 pub mod link;
 pub mod logging;
+pub mod settings;
 pub mod spec;
