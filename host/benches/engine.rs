@@ -35,7 +35,7 @@ impl Observer for Counter {
     }
     fn values(&mut self, i: usize, d: &Device, now: Instant) {
         // The SDM230's power register changes on every read of its fast block.
-        if d.profile.is_some_and(|p| p.name == "sdm230") && d.changed.iter().any(|&r| r == 2) {
+        if d.profile.is_some_and(|p| p.name == "sdm230") && d.changed.contains(&2) {
             let _ = i;
             self.fast_reads.push(now);
         }

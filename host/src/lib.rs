@@ -7,9 +7,13 @@
 //! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
 //! * [`logging`]: the one-line stderr logger for multilog.
 
+pub mod daemon;
 pub mod dbus;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod engine;
 pub mod link;
 pub mod logging;
+pub mod publish;
 pub mod settings;
 pub mod spec;

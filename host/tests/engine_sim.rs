@@ -16,7 +16,7 @@ use dmc_hil::serve::{SimConfig, SimHandle};
 use futures_lite::future;
 
 /// A condition that ends a run early.
-type StopWhen = Box<dyn Fn(&Recorder) -> bool>;
+type StopWhen = Box<dyn Fn(&Recorder) -> bool + Send>;
 
 /// Records what the engine reports, stopping at a deadline or a condition.
 struct Recorder {

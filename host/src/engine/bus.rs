@@ -313,7 +313,7 @@ impl Bus {
     }
 
     /// Runs until the observer asks to stop. Link failures never end it.
-    pub async fn run(&mut self, observer: &mut dyn Observer) {
+    pub async fn run(&mut self, observer: &mut (dyn Observer + Send)) {
         loop {
             if observer.stop_requested() {
                 return;
@@ -327,7 +327,7 @@ impl Bus {
     }
 
     /// Runs at most `transactions` transactions (benchmarks and tests).
-    pub async fn run_for(&mut self, observer: &mut dyn Observer, transactions: u64) {
+    pub async fn run_for(&mut self, observer: &mut (dyn Observer + Send), transactions: u64) {
         let until = self.stats.transactions + transactions;
         while self.stats.transactions < until && !observer.stop_requested() {
             if self.link.is_none() && !self.open_link(observer).await {
@@ -338,7 +338,7 @@ impl Bus {
         }
     }
 
-    async fn open_link(&mut self, observer: &mut dyn Observer) -> bool {
+    async fn open_link(&mut self, observer: &mut (dyn Observer + Send)) -> bool {
         let c = &self.config;
         let opened = match c.method {
             Method::Rtu | Method::Ascii => {
@@ -384,7 +384,7 @@ impl Bus {
         }
     }
 
-    fn drop_link(&mut self, e: &LinkError, observer: &mut dyn Observer) {
+    fn drop_link(&mut self, e: &LinkError, observer: &mut (dyn Observer + Send)) {
         let text = e.to_string();
         log::error!("{text}; closing and reopening");
         observer.link(&self.config.name(), Some(e));
@@ -394,7 +394,7 @@ impl Bus {
     }
 
     /// One pass: a command, a probe, a due read, or a sleep.
-    async fn step(&mut self, observer: &mut dyn Observer) {
+    async fn step(&mut self, observer: &mut (dyn Observer + Send)) {
         if let Some(cmd) = self.pending.take().or_else(|| self.commands.try_recv().ok()) {
             self.serve_command(cmd, observer).await;
             return;
@@ -456,7 +456,7 @@ impl Bus {
         })
     }
 
-    async fn probe(&mut self, i: usize, observer: &mut dyn Observer) {
+    async fn probe(&mut self, i: usize, observer: &mut (dyn Observer + Send)) {
         let Some(dev) = self.devices.get(i) else { return };
         let Some((bank, address, count)) = dev.next_probe() else { return };
         let unit = dev.spec.unit;
@@ -505,7 +505,13 @@ impl Bus {
         }
     }
 
-    async fn read_block(&mut self, i: usize, id: DeviceId, block: usize, observer: &mut dyn Observer) {
+    async fn read_block(
+        &mut self,
+        i: usize,
+        id: DeviceId,
+        block: usize,
+        observer: &mut (dyn Observer + Send),
+    ) {
         let Some(dev) = self.devices.get(i) else { return };
         let Some(b) = dev.blocks().get(block).copied() else { return };
         let unit = dev.spec.unit;
@@ -554,7 +560,7 @@ impl Bus {
         }
     }
 
-    async fn serve_command(&mut self, cmd: Command, observer: &mut dyn Observer) {
+    async fn serve_command(&mut self, cmd: Command, observer: &mut (dyn Observer + Send)) {
         let request = match Request::parse(&cmd.pdu) {
             Ok(r) => r,
             Err(e) => {
@@ -597,7 +603,7 @@ impl Bus {
         request: &Request<'_>,
         timeout: Duration,
         expected_turnaround: Option<Duration>,
-        observer: &mut dyn Observer,
+        observer: &mut (dyn Observer + Send),
     ) -> Exchange {
         self.stats.transactions += 1;
         let start = self.clock.now();

@@ -10,6 +10,6 @@ pub mod bus;
 pub mod clock;
 pub mod device;
 
-pub use bus::{Bus, BusConfig, BusStats, Observer};
+pub use bus::{Bus, BusConfig, BusStats, Command, CommandError, Observer};
 pub use clock::Clock;
 pub use device::{Device, DeviceStats, Presence, PresenceChange};

@@ -1,0 +1,220 @@
+//! The daemon's main job: buses from device specs, published on D-Bus.
+//!
+//! One thread runs one executor: every bus loop, every D-Bus connection and
+//! the settings client are tasks on it. The device list comes from
+//! `-F/--force-devices`, else from the settings list
+//! `/Settings/ModbusClient/<name>/Devices`, else (with `-s`) the default unit
+//! of every profile on that port; devices that do not answer stay on the list
+//! and are re-probed with back-off (an inverter asleep at boot is found when
+//! the sun comes up).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use async_io::Timer;
+use dmc_core::profile;
+
+use crate::dbus::{self, BusChoice, ItemValue, Spawner};
+use crate::engine::{Bus, BusConfig, Clock};
+use crate::publish::{Publisher, PublisherConfig};
+use crate::settings::client::{client_settings, SettingsClient};
+use crate::spec::{DeviceSpec, Method};
+
+/// What the daemon was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct DaemonOptions {
+    /// Which D-Bus.
+    pub bus: BusChoice,
+    /// Explicit device list (`-F`).
+    pub devices: Vec<DeviceSpec>,
+    /// Serial port (`-s`): names the client and, without a device list, is scanned for known units.
+    pub serial: Option<String>,
+    /// Baud rates (`-r`); the first is used for default devices.
+    pub rates: Vec<u32>,
+    /// ASCII instead of RTU (`-m ascii`).
+    pub ascii: bool,
+    /// `-x`: exit 1 when a device fails.
+    pub exit_on_failure: bool,
+    /// `--properties-changed`.
+    pub properties_changed: bool,
+    /// Fastest poll class period override (milliseconds; 0 = as fast as the line allows).
+    pub fastest_period_ms: Option<u64>,
+    /// How long a sleeping inverter keeps its service.
+    pub sleep_removal: Option<StdDuration>,
+    /// Skip localsettings (publish defaults); for tests and the bench.
+    pub no_settings: bool,
+}
+
+impl DaemonOptions {
+    /// The client's name: the tty basename in serial mode, `tcp` otherwise.
+    pub fn client_name(&self) -> String {
+        match &self.serial {
+            Some(s) => s.rsplit('/').next().unwrap_or(s).to_string(),
+            None => "tcp".into(),
+        }
+    }
+
+    fn default_devices(&self) -> Vec<DeviceSpec> {
+        let Some(port) = &self.serial else { return Vec::new() };
+        let rate = self.rates.first().copied().unwrap_or(9600);
+        let method = if self.ascii { Method::Ascii } else { Method::Rtu };
+        let mut units: Vec<u8> = profile::ALL.iter().map(|p| p.default_unit).collect();
+        units.sort_unstable();
+        units.dedup();
+        let target = port.strip_prefix("/dev/").filter(|n| !n.contains('/')).unwrap_or(port).to_string();
+        units
+            .into_iter()
+            .map(|unit| DeviceSpec {
+                method,
+                target: target.clone(),
+                rate_or_port: rate,
+                unit,
+                profile: None,
+            })
+            .collect()
+    }
+}
+
+/// A shutdown request (SIGINT/SIGTERM), polled by the loops.
+pub type StopFlag = Arc<AtomicBool>;
+
+/// Runs the daemon until `stop` is set or (with `-x`) a device fails.
+/// Returns the process exit code.
+pub fn run(options: DaemonOptions, stop: StopFlag) -> i32 {
+    let spawner: Spawner = Arc::new(async_executor::Executor::new());
+    let ex = spawner.clone();
+    async_io::block_on(ex.run(run_async(options, spawner, stop)))
+}
+
+/// The daemon as a future on `spawner` (the demo runs it beside the simulators).
+pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag) -> i32 {
+    let name = options.client_name();
+    let settings = if options.no_settings {
+        None
+    } else {
+        match dbus::connect(&options.bus, &spawner).await {
+            Ok(conn) => {
+                let client = SettingsClient::new(conn.conn.clone(), spawner.clone());
+                // Keep the connection's driver alive for the life of the daemon.
+                spawner.spawn(async move { keep(conn).await }).detach();
+                if let Err(e) = client.wait_for_service().await {
+                    log::error!("settings service: {e}");
+                    return 1;
+                }
+                Some(client)
+            }
+            Err(e) => {
+                log::error!("cannot connect to D-Bus: {e}");
+                return 1;
+            }
+        }
+    };
+    let mut devices = options.devices.clone();
+    if let Some(client) = &settings {
+        let autoscan = i32::from(options.serial.is_some());
+        match client.add_settings(&client_settings(&name, autoscan)).await {
+            Ok(results) => {
+                let saved = results
+                    .iter()
+                    .find(|r| r.path.ends_with("/Devices"))
+                    .and_then(|r| match &r.value {
+                        Some(ItemValue::Text(t)) => Some(t.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                if devices.is_empty() {
+                    // Malformed entries are skipped, as upstream does.
+                    devices = saved.split(',').filter_map(|s| DeviceSpec::parse(s).ok()).collect();
+                }
+            }
+            Err(e) => log::warn!("client settings: {e}"),
+        }
+    }
+    if devices.is_empty() {
+        devices = options.default_devices();
+    }
+    if devices.is_empty() {
+        log::error!("no devices: give -F SPEC[,SPEC...] or -s PORT (e.g. -s /dev/ttyUSB0 -r 9600)");
+        return 1;
+    }
+    if let Some(client) = &settings {
+        let mut list: Vec<String> = devices.iter().map(|d| d.without_profile().to_string()).collect();
+        list.sort();
+        list.dedup();
+        let path = format!("/Settings/ModbusClient/{name}/Devices");
+        if let Err(e) = client.set_value(&path, &ItemValue::Text(list.join(","))).await {
+            log::warn!("saving the device list: {e}");
+        }
+    }
+    let config = Arc::new(PublisherConfig {
+        bus: options.bus.clone(),
+        spawner: spawner.clone(),
+        settings,
+        properties_changed: options.properties_changed,
+        sleep_removal: options.sleep_removal.unwrap_or(StdDuration::from_secs(24 * 3600)),
+        exit_on_failure: options.exit_on_failure,
+        failed: AtomicBool::new(false),
+    });
+    let mut by_bus: BTreeMap<String, Vec<DeviceSpec>> = BTreeMap::new();
+    for d in devices {
+        by_bus.entry(d.bus_key()).or_default().push(d);
+    }
+    let clock = Clock::new();
+    let mut tasks = Vec::new();
+    for (key, specs) in by_bus {
+        let mut bus_config = BusConfig::for_spec(&specs[0]);
+        bus_config.fastest_period = options.fastest_period_ms.map(dmc_core::time::Duration::from_millis);
+        log::info!("bus {key}: {}", specs.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", "));
+        let mut bus = match Bus::new(bus_config, specs, clock) {
+            Ok(b) => b,
+            Err(e) => {
+                log::error!("{e}");
+                return 2;
+            }
+        };
+        let mut publisher = Publisher::new(config.clone(), bus.commands(), bus.devices.len());
+        tasks.push(spawner.spawn(async move {
+            bus.run(&mut publisher).await;
+        }));
+    }
+    while !stop.load(Ordering::Relaxed) && !config.failed.load(Ordering::Relaxed) {
+        Timer::after(StdDuration::from_millis(100)).await;
+    }
+    drop(tasks);
+    if config.failed.load(Ordering::Relaxed) {
+        1
+    } else {
+        log::info!("stopping");
+        0
+    }
+}
+
+async fn keep<T>(value: T) {
+    std::future::pending::<()>().await;
+    drop(value);
+}
+
+/// The `--models` table.
+pub fn models_table() -> String {
+    let mut out =
+        String::from("name               manufacturer / model            type        unit  identification\n");
+    for p in profile::ALL.iter() {
+        let ident = p
+            .probe
+            .iter()
+            .map(|r| format!("{:?} {:#06x} x{}", r.bank, r.address, r.count))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out.push_str(&format!(
+            "{:<18} {:<31} {:<11} {:>4}  {}\n",
+            p.name,
+            p.product_name,
+            p.default_role.as_str(),
+            p.default_unit,
+            ident
+        ));
+    }
+    out
+}

@@ -1,0 +1,523 @@
+//! Publishing devices on D-Bus exactly as Victron's drivers do.
+//!
+//! [`Publisher`] is the engine's [`Observer`] for one bus. When a device is
+//! ready (identified and its identity read) it gets its settings (instance,
+//! role, custom name, position) from localsettings, builds every path with its
+//! initial value, and only then requests `com.victronenergy.<role>.<ident>`
+//! (so a monitor that calls `GetItems` on `NameOwnerChanged` always finds
+//! `/DeviceInstance`). After that each completed read sets the changed paths
+//! and sends one `ItemsChanged`.
+//!
+//! Presence (venus-conventions §6): a device that may not sleep (a meter)
+//! whose answers stop is removed from the bus after [`METER_GRACE`], as
+//! upstream does, and registered again when it answers. A device that may
+//! sleep (the Growatt at night) keeps its service: power and current 0,
+//! energy counters at their last value, voltage and frequency invalid,
+//! `/StatusCode` 8 (Standby); it is removed only after
+//! [`PublisherConfig::sleep_removal`] (default 24 h).
+//!
+//! Writes: `/CustomName` and `/Position` go to settings; a writable register
+//! path is encoded by the profile (range checked first) and written through
+//! the bus's command queue, and the SetValue answer waits for the device.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration as StdDuration;
+
+use async_io::Timer;
+use dmc_core::pdu::{Request, Words};
+use dmc_core::profile::{Profile, Role};
+use dmc_core::register::{RegisterDef, WriteFunction, WritePolicy};
+use dmc_core::time::Instant;
+use dmc_core::value::Value;
+
+use crate::dbus::{BusChoice, Item, ItemValue, Service, ServiceBuilder, SetRequest, Spawner, ValueKind};
+use crate::engine::bus::{Command, CommandError};
+use crate::engine::{Device, Observer, PresenceChange};
+use crate::settings::client::{device_settings, SettingsClient};
+
+/// How long a meter may be silent before its service is removed (upstream: 5 s).
+pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
+/// What `/Mgmt/ProcessName` says.
+pub const PROCESS_NAME: &str = "dbus-modbus-client";
+
+/// Shared by every bus's publisher.
+pub struct PublisherConfig {
+    /// Which bus to register on.
+    pub bus: BusChoice,
+    /// The executor driving connections and tasks.
+    pub spawner: Spawner,
+    /// localsettings (or the stand-in); `None` publishes defaults.
+    pub settings: Option<SettingsClient>,
+    /// Also emit per-path `PropertiesChanged` on each update (`--properties-changed`).
+    pub properties_changed: bool,
+    /// How long a sleeping device keeps its service.
+    pub sleep_removal: StdDuration,
+    /// `-x`: a device failing ends the process (exit 1).
+    pub exit_on_failure: bool,
+    /// Set when `exit_on_failure` fired.
+    pub failed: AtomicBool,
+}
+
+/// What the publisher knows about one device's service.
+#[derive(Default)]
+struct Slot {
+    service: Option<Arc<Service>>,
+    /// A registration is under way.
+    registering: bool,
+    /// Bumped on every presence change, so stale timers do nothing.
+    generation: u64,
+    /// The service's values were snapshotted before registration finished:
+    /// the next update publishes every path.
+    needs_full_update: bool,
+    /// The device is asleep (values set to the night state).
+    asleep: bool,
+}
+
+type SharedSlot = Arc<Mutex<Slot>>;
+
+fn lock(slot: &SharedSlot) -> MutexGuard<'_, Slot> {
+    slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The engine observer that keeps one bus's devices on D-Bus.
+pub struct Publisher {
+    config: Arc<PublisherConfig>,
+    commands: async_channel::Sender<Command>,
+    slots: Vec<SharedSlot>,
+}
+
+impl Publisher {
+    /// A publisher for a bus whose command queue is `commands`.
+    pub fn new(
+        config: Arc<PublisherConfig>,
+        commands: async_channel::Sender<Command>,
+        devices: usize,
+    ) -> Self {
+        Publisher { config, commands, slots: (0..devices).map(|_| SharedSlot::default()).collect() }
+    }
+
+    /// The service of device `i`, once registered.
+    pub fn service(&self, i: usize) -> Option<Arc<Service>> {
+        self.slots.get(i).and_then(|s| lock(s).service.clone())
+    }
+
+    fn slot(&mut self, i: usize) -> SharedSlot {
+        while self.slots.len() <= i {
+            self.slots.push(SharedSlot::default());
+        }
+        self.slots[i].clone()
+    }
+
+    fn start_registration(&mut self, i: usize, device: &Device) {
+        let slot = self.slot(i);
+        {
+            let mut s = lock(&slot);
+            if s.service.is_some() || s.registering {
+                return;
+            }
+            s.registering = true;
+        }
+        let Some(snapshot) = Snapshot::of(device) else {
+            lock(&slot).registering = false;
+            return;
+        };
+        let config = self.config.clone();
+        let commands = self.commands.clone();
+        let device_index = i;
+        self.config
+            .spawner
+            .spawn(async move {
+                let result = register(&config, snapshot, commands, device_index).await;
+                let mut s = lock(&slot);
+                s.registering = false;
+                match result {
+                    Ok(service) => {
+                        s.service = Some(service);
+                        s.needs_full_update = true;
+                    }
+                    Err(e) => log::error!("{e}"),
+                }
+            })
+            .detach();
+    }
+
+    /// Removes device `i`'s service after `after` unless its presence changes meanwhile.
+    fn remove_later(&mut self, i: usize, after: StdDuration, why: &'static str) {
+        let slot = self.slot(i);
+        let generation = lock(&slot).generation;
+        self.config
+            .spawner
+            .spawn(async move {
+                Timer::after(after).await;
+                let service = {
+                    let mut s = lock(&slot);
+                    if s.generation != generation {
+                        return;
+                    }
+                    s.asleep = false;
+                    s.service.take()
+                };
+                if let Some(service) = service {
+                    log::info!("{}: removed from D-Bus ({why})", service.name());
+                    if let Ok(service) = Arc::try_unwrap(service) {
+                        if let Err(e) = service.unregister().await {
+                            log::warn!("unregistering: {e}");
+                        }
+                    }
+                }
+            })
+            .detach();
+    }
+
+    /// The night state of a sleeping inverter (venus-conventions §6, devices.md 2.7).
+    fn publish_asleep(&mut self, i: usize, device: &Device) {
+        let slot = self.slot(i);
+        let Some(service) = lock(&slot).service.clone() else { return };
+        lock(&slot).asleep = true;
+        if let Some(profile) = device.profile {
+            for def in profile.registers {
+                for path in def.paths {
+                    if let Some(v) = asleep_value(path) {
+                        let _ = service.set_value(path, v);
+                    }
+                }
+            }
+        }
+        flush(&self.config, service);
+    }
+}
+
+/// Night value of a path, or `None` to keep the last value (energy counters).
+fn asleep_value(path: &str) -> Option<ItemValue> {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    match last {
+        "Power" | "Current" | "P" | "I" => Some(ItemValue::Double(0.0)),
+        "Voltage" | "Frequency" | "V" => Some(ItemValue::Invalid),
+        "StatusCode" => Some(ItemValue::Double(8.0)),
+        _ => None,
+    }
+}
+
+fn flush(config: &PublisherConfig, service: Arc<Service>) {
+    config
+        .spawner
+        .spawn(async move {
+            if let Err(e) = service.flush().await {
+                log::warn!("{}: ItemsChanged not sent: {e}", service.name());
+            }
+        })
+        .detach();
+}
+
+impl Observer for Publisher {
+    fn presence(&mut self, i: usize, device: &Device, change: PresenceChange, _now: Instant) {
+        let slot = self.slot(i);
+        lock(&slot).generation += 1;
+        let may_sleep = device.profile.is_some_and(|p| p.may_sleep);
+        match change {
+            PresenceChange::Identified => {}
+            PresenceChange::Ready => self.start_registration(i, device),
+            PresenceChange::Returned => {
+                lock(&slot).asleep = false;
+                if device.is_ready() {
+                    self.start_registration(i, device);
+                }
+            }
+            PresenceChange::Lost => {
+                if self.config.exit_on_failure {
+                    log::error!("{}: device failed; exiting (-x)", device.spec);
+                    self.config.failed.store(true, Ordering::Relaxed);
+                    return;
+                }
+                if may_sleep {
+                    self.publish_asleep(i, device);
+                    self.remove_later(i, self.config.sleep_removal, "asleep too long");
+                } else {
+                    self.remove_later(i, METER_GRACE, "not answering");
+                }
+            }
+        }
+    }
+
+    fn values(&mut self, i: usize, device: &Device, _now: Instant) {
+        let slot = self.slot(i);
+        let (service, full) = {
+            let mut s = lock(&slot);
+            let full = std::mem::take(&mut s.needs_full_update);
+            (s.service.clone(), full)
+        };
+        let (Some(service), Some(profile)) = (service, device.profile) else { return };
+        let mut publish = |idx: usize| {
+            let (Some(def), Some(value)) = (profile.registers.get(idx), device.values.get(idx)) else {
+                return;
+            };
+            if def.paths.is_empty() {
+                return;
+            }
+            let item = item_value(value);
+            let text = item_text(def, value);
+            for path in def.paths {
+                let _ = service.set(path, item.clone(), text.clone());
+            }
+        };
+        if full {
+            (0..profile.registers.len()).for_each(&mut publish);
+        } else {
+            device.changed.iter().copied().for_each(&mut publish);
+        }
+        flush(&self.config, service);
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        self.config.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// A decoded value as upstream publishes it (venus-conventions §1.4).
+pub fn item_value(value: &Value) -> ItemValue {
+    match value {
+        Value::Invalid => ItemValue::Invalid,
+        Value::Float(f) if f.is_finite() => ItemValue::Double(*f),
+        Value::Float(_) => ItemValue::Invalid,
+        Value::Int(i) => i32::try_from(*i).map(ItemValue::Int).unwrap_or(ItemValue::Int64(*i)),
+        Value::Text(t) => ItemValue::Text(t.as_str().to_string()),
+    }
+}
+
+/// `GetText` of a register value: `230.1 V`, `---` for invalid.
+pub fn item_text(def: &RegisterDef, value: &Value) -> String {
+    let mut s = String::new();
+    if def.write_text(value, &mut s).is_err() || s.is_empty() {
+        return "---".into();
+    }
+    s
+}
+
+/// What registration needs from the device, copied out of the engine.
+struct Snapshot {
+    spec: crate::spec::DeviceSpec,
+    profile: &'static Profile,
+    values: Vec<Value>,
+    serial: String,
+}
+
+impl Snapshot {
+    fn of(device: &Device) -> Option<Snapshot> {
+        let profile = device.profile?;
+        let serial = match device.value_of("/Serial") {
+            Some(Value::Text(t)) => t.as_str().to_string(),
+            Some(Value::Int(i)) => i.to_string(),
+            Some(Value::Float(f)) if f.is_finite() => format!("{f:.0}"),
+            _ => String::new(),
+        };
+        Some(Snapshot { spec: device.spec.clone(), profile, values: device.values.clone(), serial })
+    }
+}
+
+/// The device's settings as localsettings returned them.
+struct DeviceSettings {
+    role: Role,
+    instance: i32,
+    custom_name: String,
+    position: i32,
+}
+
+fn default_instance(role: Role) -> i32 {
+    match role {
+        Role::PvInverter => 20,
+        _ => 40,
+    }
+}
+
+async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile) -> DeviceSettings {
+    let role = profile.default_role;
+    let mut out =
+        DeviceSettings { role, instance: default_instance(role), custom_name: String::new(), position: 0 };
+    let Some(client) = &config.settings else { return out };
+    let default = format!("{}:{}", role.as_str(), out.instance);
+    match client.add_settings(&device_settings(ident, &default, 1)).await {
+        Ok(results) => {
+            for r in results {
+                let Some(value) = r.value else { continue };
+                if r.path.ends_with("/ClassAndVrmInstance") {
+                    if let ItemValue::Text(t) = &value {
+                        if let Some((class, inst)) = t.split_once(':') {
+                            if let (Some(role), Ok(inst)) = (Role::from_name(class), inst.parse()) {
+                                if profile.allows_role(role) || role == profile.default_role {
+                                    out.role = role;
+                                }
+                                out.instance = inst;
+                            }
+                        }
+                    }
+                } else if r.path.ends_with("/CustomName") {
+                    if let ItemValue::Text(t) = value {
+                        out.custom_name = t;
+                    }
+                } else if r.path.ends_with("/Position") {
+                    if let ItemValue::Int(p) = value {
+                        out.position = p;
+                    }
+                }
+            }
+        }
+        Err(e) => log::warn!("{ident}: settings not available ({e}); using defaults"),
+    }
+    out
+}
+
+async fn register(
+    config: &Arc<PublisherConfig>,
+    snap: Snapshot,
+    commands: async_channel::Sender<Command>,
+    device_index: usize,
+) -> Result<Arc<Service>, String> {
+    let profile = snap.profile;
+    let ident = profile
+        .service_ident(if snap.serial.is_empty() { "unknown" } else { &snap.serial })
+        .map(|s| s.as_str().to_string())
+        .ok_or_else(|| format!("{}: serial too long for an ident", snap.spec))?;
+    let settings = load_settings(config, &ident, profile).await;
+    let name = format!("com.victronenergy.{}.{ident}", settings.role.as_str());
+    let mut b = ServiceBuilder::new(name.clone());
+    let add = |b: &mut ServiceBuilder, path: &str, item: Item| {
+        if let Err(e) = b.add(path, item) {
+            log::warn!("{name}: {e}");
+        }
+    };
+    add(&mut b, "/Mgmt/ProcessName", Item::new(PROCESS_NAME));
+    add(&mut b, "/Mgmt/ProcessVersion", Item::new(env!("CARGO_PKG_VERSION")));
+    add(&mut b, "/Mgmt/Connection", Item::new(snap.spec.connection_text()));
+    add(&mut b, "/DeviceInstance", Item::new(settings.instance));
+    add(&mut b, "/ProductId", Item::new(i32::from(profile.product_id)));
+    add(&mut b, "/ProductName", Item::new(profile.product_name));
+    add(&mut b, "/Model", Item::new(profile.product_name));
+    add(&mut b, "/Serial", Item::new(snap.serial.clone()));
+    add(&mut b, "/Connected", Item::new(1));
+    add(&mut b, "/CustomName", Item::new(settings.custom_name.clone()).writable().with_kind(ValueKind::Text));
+    add(&mut b, "/Role", Item::new(settings.role.as_str()).writable().with_kind(ValueKind::Text));
+    let roles: Vec<String> = profile.allowed_roles.iter().map(|r| r.as_str().to_string()).collect();
+    if !roles.is_empty() {
+        add(&mut b, "/AllowedRoles", Item::new(ItemValue::StrList(roles)));
+    }
+    if matches!(settings.role, Role::PvInverter | Role::AcLoad | Role::EvCharger | Role::HeatPump) {
+        add(&mut b, "/Position", Item::new(settings.position).writable().with_kind(ValueKind::Int));
+    }
+    let meter = profile.allows_role(Role::Grid);
+    if meter {
+        add(&mut b, "/IsGenericEnergyMeter", Item::new(i32::from(settings.role != Role::Grid)));
+    }
+    if profile.register_for_path("/NrOfPhases").is_none() {
+        add(&mut b, "/NrOfPhases", Item::new(1));
+    }
+    for path in ["/FirmwareVersion", "/HardwareVersion", "/ErrorCode"] {
+        if profile.register_for_path(path).is_none() {
+            add(&mut b, path, Item::new(ItemValue::Invalid));
+        }
+    }
+    for (def, value) in profile.registers.iter().zip(&snap.values) {
+        for path in def.paths {
+            if *path == "/Serial" {
+                continue;
+            }
+            let mut item = Item::new(item_value(value)).with_text(item_text(def, value));
+            if let WritePolicy::Writable { .. } = def.write {
+                item = item.writable().with_kind(ValueKind::Double);
+            }
+            add(&mut b, path, item);
+        }
+    }
+    let (owner_tx, owner_rx) = async_channel::bounded::<SetRequest>(8);
+    b.owner(owner_tx).properties_changed_on_flush(config.properties_changed);
+    let service = b.register(&config.bus, &config.spawner).await.map_err(|e| format!("{name}: {e}"))?;
+    log::info!("{}: registered {name} (instance {})", snap.spec, settings.instance);
+    let owner = Owner { config: config.clone(), profile, ident, commands, device_index };
+    config.spawner.spawn(owner.serve(owner_rx)).detach();
+    Ok(Arc::new(service))
+}
+
+/// Answers remote SetValue calls of one service.
+struct Owner {
+    config: Arc<PublisherConfig>,
+    profile: &'static Profile,
+    ident: String,
+    commands: async_channel::Sender<Command>,
+    device_index: usize,
+}
+
+impl Owner {
+    async fn serve(self, requests: async_channel::Receiver<SetRequest>) {
+        while let Ok(req) = requests.recv().await {
+            let ok = self.decide(&req.path, &req.value).await;
+            req.respond(ok);
+        }
+    }
+
+    async fn decide(&self, path: &str, value: &ItemValue) -> bool {
+        match path {
+            "/CustomName" => self.save_setting("CustomName", value).await,
+            "/Position" => {
+                matches!(value, ItemValue::Int(0..=2)) && self.save_setting("Position", value).await
+            }
+            "/Role" => {
+                // Role changes re-register the service under the new name; until
+                // that lands, refuse rather than pretend.
+                log::warn!("{}: role changes are not supported yet", self.ident);
+                false
+            }
+            _ => self.write_register(path, value).await,
+        }
+    }
+
+    async fn save_setting(&self, name: &str, value: &ItemValue) -> bool {
+        let Some(client) = &self.config.settings else { return true };
+        let path = format!("/Settings/Devices/{}/{name}", self.ident);
+        matches!(client.set_value(&path, value).await, Ok(0))
+    }
+
+    async fn write_register(&self, path: &str, value: &ItemValue) -> bool {
+        let Some((_, def)) = self.profile.register_for_path(path) else { return false };
+        let number = match value {
+            ItemValue::Double(d) => *d,
+            ItemValue::Int(i) => f64::from(*i),
+            ItemValue::Int64(i) => *i as f64,
+            _ => return false,
+        };
+        let write = match def.encode_write(number) {
+            Ok(w) => w,
+            Err(e) => {
+                log::info!("{}: write {path} = {number} refused: {e:?}", self.ident);
+                return false;
+            }
+        };
+        let mut pdu = [0u8; 16];
+        let request = match write.function {
+            WriteFunction::Single => match write.words.first() {
+                Some(&v) => Request::WriteSingleRegister { address: write.address, value: v },
+                None => return false,
+            },
+            WriteFunction::Multiple => Request::WriteMultipleRegisters {
+                address: write.address,
+                values: Words::from_slice(&write.words),
+            },
+        };
+        let Ok(len) = request.emit(&mut pdu) else { return false };
+        let (reply_tx, reply_rx) = async_channel::bounded(1);
+        let cmd = Command { device: self.device_index, pdu: pdu[..len].to_vec(), reply: reply_tx };
+        if self.commands.send(cmd).await.is_err() {
+            return false;
+        }
+        match reply_rx.recv().await {
+            Ok(Ok(_)) => {
+                log::info!("{}: wrote {path} = {number}", self.ident);
+                true
+            }
+            Ok(Err(CommandError::Unavailable)) | Err(_) => false,
+            Ok(Err(e)) => {
+                log::warn!("{}: write {path} failed: {e:?}", self.ident);
+                false
+            }
+        }
+    }
+}
