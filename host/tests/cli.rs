@@ -46,8 +46,8 @@ fn demo_shows_values_from_both_devices() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    let grid = stdout.lines().filter(|l| l.contains("com.victronenergy.grid.eastron_")).last();
-    let pv = stdout.lines().filter(|l| l.contains("com.victronenergy.pvinverter.growatt_")).last();
+    let grid = stdout.lines().rfind(|l| l.contains("com.victronenergy.grid.eastron_"));
+    let pv = stdout.lines().rfind(|l| l.contains("com.victronenergy.pvinverter.growatt_"));
     let grid = grid.unwrap_or_else(|| panic!("no meter line in:\n{stdout}\n{stderr}"));
     let pv = pv.unwrap_or_else(|| panic!("no inverter line in:\n{stdout}\n{stderr}"));
     assert!(grid.contains(" V,") && grid.contains(" W,") && !grid.contains("power ---"), "{grid}");
