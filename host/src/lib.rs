@@ -14,6 +14,7 @@ pub mod demo;
 pub mod engine;
 pub mod link;
 pub mod logging;
+pub mod probe;
 pub mod publish;
 pub mod settings;
 pub mod spec;

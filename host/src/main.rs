@@ -39,6 +39,9 @@ struct Cli {
     /// Devices to use, method:target:rate_or_port:unit[:profile], comma separated.
     #[arg(short = 'F', long = "force-devices", value_name = "SPEC[,SPEC...]", value_parser = parse_spec_list)]
     force_devices: Vec<Vec<DeviceSpec>>,
+    /// Identify SPEC, print its identity and every register value, exit (repeatable).
+    #[arg(short = 'P', long = "probe", value_name = "SPEC", value_parser = DeviceSpec::parse)]
+    probe: Vec<DeviceSpec>,
     /// Print the supported models and exit.
     #[arg(long)]
     models: bool,
@@ -74,6 +77,21 @@ enum Mode {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Ask every unit of a range on a serial port and list what answered.
+    Scan {
+        /// The serial port (e.g. /dev/ttyUSB0).
+        #[arg(short = 's', long = "serial", value_name = "PORT")]
+        serial: String,
+        /// Baud rate.
+        #[arg(short = 'r', long = "rate", value_name = "BAUD", default_value_t = 9600)]
+        rate: u32,
+        /// Units to ask, e.g. 1-247 or 2.
+        #[arg(long, default_value = "1-247", value_parser = parse_units)]
+        units: (u8, u8),
+        /// Serial framing.
+        #[arg(short = 'm', long = "mode", value_enum, default_value_t = Mode::Rtu)]
+        mode: Mode,
+    },
     /// Simulated meter and inverter, a private D-Bus and live values: the product in one command.
     Demo {
         /// Stop after this many seconds (default: until Ctrl-C).
@@ -86,6 +104,10 @@ enum Command {
         #[arg(long)]
         file: PathBuf,
     },
+}
+
+fn parse_units(s: &str) -> Result<(u8, u8), String> {
+    dbus_modbus_client::probe::parse_units(s)
 }
 
 fn parse_spec_list(s: &str) -> Result<Vec<DeviceSpec>, SpecError> {
@@ -114,6 +136,10 @@ fn main() -> ExitCode {
         print!("{}", daemon::models_table());
         return ExitCode::SUCCESS;
     }
+    if !cli.probe.is_empty() {
+        let code = dbus_modbus_client::probe::probe(cli.probe);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     match cli.command {
         Some(Command::Demo { duration }) => {
             #[cfg(feature = "demo")]
@@ -127,6 +153,10 @@ fn main() -> ExitCode {
                 eprintln!("dbus-modbus-client: this build has no demo (built without the 'demo' feature)");
                 ExitCode::from(2)
             }
+        }
+        Some(Command::Scan { serial, rate, units: (first, last), mode }) => {
+            let code = dbus_modbus_client::probe::scan(&serial, rate, mode == Mode::Ascii, first, last);
+            ExitCode::from(u8::try_from(code).unwrap_or(1))
         }
         Some(Command::SettingsService { file }) => {
             let spawner: Spawner = Arc::new(async_executor::Executor::new());

@@ -225,7 +225,11 @@ impl Observer for Publisher {
                 }
             }
             PresenceChange::Lost => {
-                if self.config.exit_on_failure {
+                // -x: a published device that fails ends the process, as
+                // upstream; an inverter going to sleep is not a failure, and
+                // a device never found yet keeps being probed.
+                let was_published = lock(&slot).service.is_some();
+                if self.config.exit_on_failure && was_published && !may_sleep {
                     log::error!("{}: device failed; exiting (-x)", device.spec);
                     self.config.failed.store(true, Ordering::Relaxed);
                     return;

@@ -53,3 +53,44 @@ fn demo_shows_values_from_both_devices() {
     assert!(grid.contains(" V,") && grid.contains(" W,") && !grid.contains("power ---"), "{grid}");
     assert!(pv.contains("rated 4200 W") && pv.contains("status "), "{pv}");
 }
+
+#[test]
+fn probe_prints_identity_and_every_register() {
+    let sim = dmc_hil::SimHandle::spawn_pty(dmc_hil::SimConfig::default()).expect("simulator");
+    let spec = format!("rtu:{}:9600:2", sim.path().display());
+    let out = bin().args(["-P", &spec]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("Eastron SDM230 (sdm230), serial "), "{stdout}");
+    for path in ["/Ac/L1/Voltage", "/Ac/Power", "/Ac/Energy/Forward", "/Ac/Frequency"] {
+        let line =
+            stdout.lines().find(|l| l.trim_start().starts_with(path)).unwrap_or_else(|| panic!("{path}"));
+        assert!(!line.contains("---"), "{line}");
+    }
+    // A silent unit is reported and fails the probe.
+    let silent = format!("rtu:{}:9600:9", sim.path().display());
+    let out = bin().args(["-P", &silent]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(":9: no answer"));
+}
+
+#[test]
+fn scan_lists_what_answers_and_fails_when_nothing_does() {
+    let sim = dmc_hil::SimHandle::spawn_pty(dmc_hil::SimConfig::default()).expect("simulator");
+    let port = sim.path().display().to_string();
+    let out = bin().args(["scan", "--serial", &port, "--rate", "9600", "--units", "1-4"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(":1: Growatt MIN TL-X"), "{stdout}");
+    assert!(stdout.contains(":2: Eastron SDM230"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    let out = bin().args(["scan", "--serial", &port, "--units", "5-6"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no device answered"));
+    let out = bin().args(["scan", "--serial", "/dev/ttyDOESNOTEXIST", "--units", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/dev/ttyDOESNOTEXIST: no such device"), "{err}");
+    let out = bin().args(["scan", "--serial", &port, "--units", "0-300"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

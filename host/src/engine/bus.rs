@@ -479,10 +479,8 @@ impl Bus {
                 let c = dev.failed(failure_of(&e), now);
                 if c == Some(PresenceChange::Lost) {
                     log::info!("{}: no answer to identification; retrying with back-off", dev.spec);
-                    None
-                } else {
-                    c
                 }
+                c
             }
         };
         if dev.unidentified() {
