@@ -180,7 +180,7 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         }));
     }
     while !stop.load(Ordering::Relaxed) && !config.failed.load(Ordering::Relaxed) {
-        Timer::after(StdDuration::from_millis(100)).await;
+        Timer::after(StdDuration::from_millis(250)).await;
     }
     drop(tasks);
     if config.failed.load(Ordering::Relaxed) {

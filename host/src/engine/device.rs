@@ -104,10 +104,11 @@ pub enum PresenceChange {
     Returned,
 }
 
-/// Probing progress: which profile, which of its probe reads, what came back.
+/// Probing progress: which profile (the `tried`-th after the preferred one),
+/// which of its probe reads, what came back.
 #[derive(Clone, Debug, Default)]
 struct Probe {
-    profile: usize,
+    tried: usize,
     results: Vec<Option<Vec<u16>>>,
 }
 
@@ -130,6 +131,9 @@ pub struct Device {
     /// Whether a forced profile skips identification.
     forced: bool,
     probe: Probe,
+    /// Index in `profile::ALL` asked first: the profile whose default unit is
+    /// this spec's unit (a Growatt on 1, an SDM230 on 2 are found at once).
+    preferred: usize,
     failures: u32,
     /// Blocks of class `Once` not read yet (identity).
     pending_once: Vec<bool>,
@@ -164,6 +168,7 @@ impl Device {
             stats: DeviceStats::default(),
             forced: forced.is_some(),
             probe: Probe::default(),
+            preferred: 0,
             failures: 0,
             pending_once: Vec::new(),
             min_timeout: if network { MIN_TIMEOUT_NETWORK } else { MIN_TIMEOUT_SERIAL },
@@ -171,6 +176,7 @@ impl Device {
             changed: Vec::new(),
         };
         let _ = now;
+        dev.preferred = profile::ALL.iter().position(|p| p.default_unit == dev.spec.unit).unwrap_or(0);
         if let Some(p) = forced {
             dev.presence = Presence::Identifying;
             dev.profile = Some(p);
@@ -212,7 +218,7 @@ impl Device {
         {
             return None;
         }
-        let p = profile::ALL.get(self.probe.profile)?;
+        let p = self.probing_profile()?;
         let read = p.probe.get(self.probe.results.len())?;
         Some((read.bank, read.address, read.count))
     }
@@ -221,7 +227,7 @@ impl Device {
     /// `Some(words)`, or `None` for an exception. Returns `Identified` on a match.
     pub fn probe_result(&mut self, words: Option<&[u16]>, now: Instant) -> Option<PresenceChange> {
         self.note_success(now);
-        let p = profile::ALL.get(self.probe.profile)?;
+        let p = self.probing_profile()?;
         self.probe.results.push(words.map(<[u16]>::to_vec));
         let results: Vec<Option<&[u16]>> = self.probe.results.iter().map(|r| r.as_deref()).collect();
         match (p.judge)(&results) {
@@ -233,8 +239,8 @@ impl Device {
             }
             ProbeVerdict::NeedMore if self.probe.results.len() < p.probe.len() => None,
             ProbeVerdict::NeedMore | ProbeVerdict::NoMatch => {
-                self.probe = Probe { profile: self.probe.profile + 1, results: Vec::new() };
-                if self.probe.profile >= profile::ALL.len() {
+                self.probe = Probe { tried: self.probe.tried + 1, results: Vec::new() };
+                if self.probe.tried >= profile::ALL.len() {
                     // Nothing matched: an unknown device. Start over after a pause,
                     // as if it did not answer (it may be mid-boot).
                     self.probe = Probe::default();
@@ -243,6 +249,14 @@ impl Device {
                 None
             }
         }
+    }
+
+    /// The profile whose probe reads are under way.
+    fn probing_profile(&self) -> Option<&'static Profile> {
+        if self.probe.tried >= profile::ALL.len() {
+            return None;
+        }
+        profile::ALL.get((self.preferred + self.probe.tried) % profile::ALL.len()).copied()
     }
 
     /// True when the device answers but matched no profile in the last round.
@@ -515,6 +529,13 @@ mod tests {
         assert_eq!(d.stats.exceptions, 10);
         assert_eq!(d.stats.responses, 0);
         assert_eq!(d.not_before(), None);
+    }
+
+    #[test]
+    fn the_profile_of_the_units_default_is_asked_first() {
+        let d = Device::new(spec("rtu:ttyUSB0:9600:1"), t(0)).unwrap();
+        // Unit 1 is the Growatt's default: its device type code is read first.
+        assert_eq!(d.next_probe(), Some((RegisterBank::Holding, 43, 2)));
     }
 
     #[test]
