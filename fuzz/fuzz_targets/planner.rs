@@ -72,8 +72,8 @@ fn barrier_table() -> &'static [Barrier] {
                 x ^= x << 17;
                 let start = (x % 520) as u16;
                 let len = ((x >> 16) % 8) as u16;
-                let end = if (x >> 24) % 8 == 0 { start.saturating_sub(len) } else { start + len };
-                let bank = if (x >> 32) % 2 == 0 { RegisterBank::Holding } else { RegisterBank::Input };
+                let end = if (x >> 24).is_multiple_of(8) { start.saturating_sub(len) } else { start + len };
+                let bank = if (x >> 32).is_multiple_of(2) { RegisterBank::Holding } else { RegisterBank::Input };
                 Barrier { bank, start, end }
             })
             .collect()
@@ -175,7 +175,7 @@ fuzz_target!(|input: Input| {
     let bad_limits = limits.max_registers == 0
         || limits.max_registers > MODBUS_MAX_READ
         || limits.alignment == 0
-        || limits.max_registers % limits.alignment != 0;
+        || !limits.max_registers.is_multiple_of(limits.alignment);
     let result = Plan::<128>::new(&regs, &limits, max_hole);
     match &result {
         Err(PlanError::BadLimits) => assert!(bad_limits, "good limits {limits:?} refused"),
