@@ -129,7 +129,9 @@ fn inputs(now: Instant, a: &ArbInputs) -> Inputs {
         battery_power_w: sample(a.battery),
         soc_percent: sample(a.soc),
         battery_voltage_v: sample(a.voltage),
-        charger_state: a.charger.map(|(code, age)| Stamped::new(ChargerState::from_code(code), stamp(now, age.into()))),
+        charger_state: a
+            .charger
+            .map(|(code, age)| Stamped::new(ChargerState::from_code(code), stamp(now, age.into()))),
         ac_in_power_w: sample(a.ac_in),
         external_limit_w: sample(a.external),
         max_power_w: a.max_power,

@@ -57,10 +57,7 @@ fuzz_target!(|input: Input<'_>| {
     // And as the answer to the request the bytes themselves encode, if any:
     // a device echoing a write request back is its normal answer.
     if let Ok(own) = Request::parse(pdu) {
-        if matches!(
-            own,
-            Request::WriteSingleCoil { .. } | Request::WriteSingleRegister { .. }
-        ) {
+        if matches!(own, Request::WriteSingleCoil { .. } | Request::WriteSingleRegister { .. }) {
             assert_eq!(check_response_round_trip(&own, pdu), Some(Ok(())), "FC05/06 echo refused");
         } else {
             let _ = check_response_round_trip(&own, pdu);

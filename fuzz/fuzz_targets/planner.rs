@@ -73,7 +73,8 @@ fn barrier_table() -> &'static [Barrier] {
                 let start = (x % 520) as u16;
                 let len = ((x >> 16) % 8) as u16;
                 let end = if (x >> 24).is_multiple_of(8) { start.saturating_sub(len) } else { start + len };
-                let bank = if (x >> 32).is_multiple_of(2) { RegisterBank::Holding } else { RegisterBank::Input };
+                let bank =
+                    if (x >> 32).is_multiple_of(2) { RegisterBank::Holding } else { RegisterBank::Input };
                 Barrier { bank, start, end }
             })
             .collect()

@@ -93,7 +93,8 @@ fn check_frame(frame: &RtuFrame<&[u8]>, expecting: &mut Expecting<'_>) {
             match check_response_round_trip(&request, pdu) {
                 Some(Ok(())) => {
                     let response = dmc_core::pdu::Response::parse(&request, pdu).unwrap().unwrap();
-                    let n = rtu::emit(unit, &response, &mut out).expect("an accepted response re-emits as RTU");
+                    let n =
+                        rtu::emit(unit, &response, &mut out).expect("an accepted response re-emits as RTU");
                     assert_eq!(&out[..compared], &bytes[..compared]);
                     assert_eq!(n, bytes.len());
                 }

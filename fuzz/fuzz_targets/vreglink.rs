@@ -117,7 +117,8 @@ fn round_trip(input: &Input) {
     let request = vreg.request();
     let mut pdu = [0u8; 256];
     let n = request.emit(&mut pdu).expect("a VregLink request is a valid FC23");
-    let Ok(Request::ReadWriteMultipleRegisters { read_quantity, values, .. }) = Request::parse(&pdu[..n]) else {
+    let Ok(Request::ReadWriteMultipleRegisters { read_quantity, values, .. }) = Request::parse(&pdu[..n])
+    else {
         panic!("VregLink request does not parse back");
     };
     // Slave side.

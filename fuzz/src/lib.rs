@@ -7,8 +7,8 @@
 
 use arbitrary::Arbitrary;
 use dmc_core::pdu::{
-    Bits, ExceptionCode, ExceptionResponse, Request, Response, Words, MAX_PDU_LEN, MAX_READ_BITS, MAX_READ_REGISTERS, MAX_RW_WRITE_REGISTERS, MAX_WRITE_COILS,
-    MAX_WRITE_REGISTERS,
+    Bits, ExceptionCode, ExceptionResponse, Request, Response, Words, MAX_PDU_LEN, MAX_READ_BITS,
+    MAX_READ_REGISTERS, MAX_RW_WRITE_REGISTERS, MAX_WRITE_COILS, MAX_WRITE_REGISTERS,
 };
 
 /// An arbitrary request, clamped into validity by [`ArbRequest::request`]
@@ -78,16 +78,29 @@ impl ArbRequest {
                 Request::ReadInputRegisters { address: address(a, quantity.into()), quantity }
             }
             ArbRequest::WriteSingleCoil { address, value } => Request::WriteSingleCoil { address, value },
-            ArbRequest::WriteSingleRegister { address, value } => Request::WriteSingleRegister { address, value },
+            ArbRequest::WriteSingleRegister { address, value } => {
+                Request::WriteSingleRegister { address, value }
+            }
             ArbRequest::WriteMultipleCoils { address: a, ref values } => {
                 let values = leading(values, MAX_WRITE_COILS, &[false]);
-                Request::WriteMultipleCoils { address: address(a, values.len()), values: Bits::from_bools(values) }
+                Request::WriteMultipleCoils {
+                    address: address(a, values.len()),
+                    values: Bits::from_bools(values),
+                }
             }
             ArbRequest::WriteMultipleRegisters { address: a, ref values } => {
                 let values = leading(values, MAX_WRITE_REGISTERS, &[0]);
-                Request::WriteMultipleRegisters { address: address(a, values.len()), values: Words::from_slice(values) }
+                Request::WriteMultipleRegisters {
+                    address: address(a, values.len()),
+                    values: Words::from_slice(values),
+                }
             }
-            ArbRequest::ReadWriteMultipleRegisters { read_address, read_quantity, write_address, ref values } => {
+            ArbRequest::ReadWriteMultipleRegisters {
+                read_address,
+                read_quantity,
+                write_address,
+                ref values,
+            } => {
                 let read_quantity = quantity(read_quantity, MAX_READ_REGISTERS);
                 let values = leading(values, MAX_RW_WRITE_REGISTERS, &[0]);
                 Request::ReadWriteMultipleRegisters {
