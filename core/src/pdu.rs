@@ -350,7 +350,7 @@ impl<'a> Words<'a> {
 
     /// The registers in order.
     pub fn iter(&self) -> WordsIter<'a> {
-        WordsIter { words: *self, next: 0 }
+        WordsIter { view: *self, next: 0 }
     }
 
     /// Writes the registers big-endian into `out`, which must be exactly `2 * len()` long.
@@ -361,44 +361,52 @@ impl<'a> Words<'a> {
     }
 }
 
-impl PartialEq for Words<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
-    }
+/// Value equality, `IntoIterator` and an exact-size iterator for an indexed
+/// view (`len()` + `get(i)`): one definition for [`Words`] and [`Bits`].
+macro_rules! indexed_view {
+    ($view:ident, $iter:ident, $item:ty) => {
+        impl PartialEq for $view<'_> {
+            fn eq(&self, other: &Self) -> bool {
+                self.len() == other.len() && self.iter().eq(other.iter())
+            }
+        }
+
+        impl Eq for $view<'_> {}
+
+        impl<'a> IntoIterator for $view<'a> {
+            type Item = $item;
+            type IntoIter = $iter<'a>;
+            fn into_iter(self) -> $iter<'a> {
+                self.iter()
+            }
+        }
+
+        #[doc = concat!("Iterator over [`", stringify!($view), "`].")]
+        #[derive(Clone, Debug)]
+        pub struct $iter<'a> {
+            view: $view<'a>,
+            next: usize,
+        }
+
+        impl Iterator for $iter<'_> {
+            type Item = $item;
+            fn next(&mut self) -> Option<$item> {
+                let value = self.view.get(self.next)?;
+                self.next += 1;
+                Some(value)
+            }
+
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                let left = self.view.len().saturating_sub(self.next);
+                (left, Some(left))
+            }
+        }
+
+        impl ExactSizeIterator for $iter<'_> {}
+    };
 }
 
-impl Eq for Words<'_> {}
-
-impl<'a> IntoIterator for Words<'a> {
-    type Item = u16;
-    type IntoIter = WordsIter<'a>;
-    fn into_iter(self) -> WordsIter<'a> {
-        self.iter()
-    }
-}
-
-/// Iterator over [`Words`].
-#[derive(Clone, Debug)]
-pub struct WordsIter<'a> {
-    words: Words<'a>,
-    next: usize,
-}
-
-impl Iterator for WordsIter<'_> {
-    type Item = u16;
-    fn next(&mut self) -> Option<u16> {
-        let value = self.words.get(self.next)?;
-        self.next += 1;
-        Some(value)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.words.len().saturating_sub(self.next);
-        (left, Some(left))
-    }
-}
-
-impl ExactSizeIterator for WordsIter<'_> {}
+indexed_view!(Words, WordsIter, u16);
 
 /// A run of bits (coils, discrete inputs): either packed LSB-first bytes from
 /// a parsed PDU or a caller's `&[bool]`. Compares by value.
@@ -465,7 +473,7 @@ impl<'a> Bits<'a> {
 
     /// The bits in order.
     pub fn iter(&self) -> BitsIter<'a> {
-        BitsIter { bits: *self, next: 0 }
+        BitsIter { view: *self, next: 0 }
     }
 
     /// Packs the bits LSB first into `out`, which must be `packed_len(len())` long.
@@ -485,44 +493,7 @@ impl<'a> Bits<'a> {
     }
 }
 
-impl PartialEq for Bits<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for Bits<'_> {}
-
-impl<'a> IntoIterator for Bits<'a> {
-    type Item = bool;
-    type IntoIter = BitsIter<'a>;
-    fn into_iter(self) -> BitsIter<'a> {
-        self.iter()
-    }
-}
-
-/// Iterator over [`Bits`].
-#[derive(Clone, Debug)]
-pub struct BitsIter<'a> {
-    bits: Bits<'a>,
-    next: usize,
-}
-
-impl Iterator for BitsIter<'_> {
-    type Item = bool;
-    fn next(&mut self) -> Option<bool> {
-        let value = self.bits.get(self.next)?;
-        self.next += 1;
-        Some(value)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.bits.len().saturating_sub(self.next);
-        (left, Some(left))
-    }
-}
-
-impl ExactSizeIterator for BitsIter<'_> {}
+indexed_view!(Bits, BitsIter, bool);
 
 /// A Modbus request PDU. Payloads borrow from the parsed bytes or the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
