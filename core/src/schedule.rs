@@ -292,9 +292,16 @@ impl<const D: usize, const B: usize> Scheduler<D, B> {
             let rank = (u16::from(s.device) + n - u16::from(self.cursor) % n) % n;
             let better = match best {
                 None => true,
-                Some((_, bu, brank)) => match urgency.cmp(&bu) {
+                Some((b, bu, brank)) => match urgency.cmp(&bu) {
                     core::cmp::Ordering::Greater => true,
                     core::cmp::Ordering::Less => false,
+                    // Blocks never read (start-up, identity): the cheapest
+                    // first, so a meter's small reads are not queued behind an
+                    // inverter's long ones and the first device is published
+                    // sooner; equal costs go round-robin.
+                    core::cmp::Ordering::Equal if urgency == Urgency::Never && s.cost != b.cost => {
+                        s.cost < b.cost
+                    }
                     core::cmp::Ordering::Equal => rank < brank,
                 },
             };
@@ -343,6 +350,18 @@ mod tests {
         s.set_cost(d, 0, MS(40)).unwrap();
         assert_eq!(s.next(Instant::from_millis(40)), Next::Read { device: d, block: 0 });
         assert_eq!(s.set_cost(d, 3, MS(1)), Err(ScheduleError::Unknown));
+    }
+
+    #[test]
+    fn test_never_read_blocks_cheapest_first() {
+        let mut s: Scheduler<2, 4> = Scheduler::new();
+        let slow = s.add_device([(PollClass::Once, MS(200)), (PollClass::Every(MS(1000)), MS(250))]).unwrap();
+        let meter = s.add_device([(PollClass::Once, MS(25)), (PollClass::Every(MS(250)), MS(50))]).unwrap();
+        assert_eq!(s.next(Instant::ZERO), Next::Read { device: meter, block: 0 });
+        s.mark_read(meter, 0, Instant::ZERO).unwrap();
+        assert_eq!(s.next(Instant::ZERO), Next::Read { device: meter, block: 1 });
+        s.mark_read(meter, 1, Instant::ZERO).unwrap();
+        assert_eq!(s.next(Instant::ZERO), Next::Read { device: slow, block: 0 });
     }
 
     #[test]

@@ -27,9 +27,9 @@ fn round_trip_respects_wire_time_and_turnaround_at_9600() {
     let report = bench::run(&opts).expect("bench runs");
     assert_eq!(report.verdict(), Ok(()));
     let device = &report.devices[0];
-    // Latency reads are the profile's first block, V/I/P (14 registers):
-    // 8 + 33 bytes on the wire and 6 + 14 × 0.6 ms of turnaround.
-    let vip = line.wire_time(8 + 33).as_micros() + 14_400;
+    // Latency reads are the profile's first block, active power (2 registers):
+    // 8 + 9 bytes on the wire and 6 + 2 × 0.6 ms of turnaround.
+    let vip = line.wire_time(8 + 9).as_micros() + 7_200;
     let fastest = device.latency(0.0).expect("latencies").as_micros() as u64;
     assert!(fastest >= vip * 9 / 10, "{fastest} us beats the line ({vip} us)");
     let p50 = device.latency(0.5).expect("latencies").as_micros() as u64;

@@ -126,8 +126,8 @@ fn line_limit_figures(baud: u32, seconds: u64) {
     let limit_tps = n as f64 / (limit.as_micros() as f64 / 1e6);
     let measured_per_tx = secs * 1e6 / n as f64;
     let limit_per_tx = limit.as_micros() as f64 / n as f64;
-    // The fast block (V/I/P, 14 registers): measured refresh interval vs its line-limit transaction.
-    let fast_limit = line.transaction_time(8, 33, Duration::from_millis(TURNAROUND_MS));
+    // The fast block (active power, 2 registers): measured refresh interval vs its line-limit transaction.
+    let fast_limit = line.transaction_time(8, 9, Duration::from_millis(TURNAROUND_MS));
     let intervals: Vec<u64> =
         obs.fast_reads.windows(2).map(|w| w[1].saturating_since(w[0]).as_micros()).collect();
     let mut sorted = intervals.clone();

@@ -38,6 +38,8 @@ use crate::settings::client::{device_settings, SettingsClient};
 
 /// How long a meter may be silent before its service is removed (upstream: 5 s).
 pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
+/// Pause before a failed registration (bus or settings trouble) is tried again.
+pub const REGISTER_RETRY: StdDuration = StdDuration::from_secs(5);
 /// What `/Mgmt/ProcessName` says.
 pub const PROCESS_NAME: &str = "dbus-modbus-client";
 
@@ -125,18 +127,27 @@ impl Publisher {
         let config = self.config.clone();
         let commands = self.commands.clone();
         let device_index = i;
+        let generation = lock(&slot).generation;
         self.config
             .spawner
             .spawn(async move {
-                let result = register(&config, snapshot, commands, device_index).await;
-                let mut s = lock(&slot);
-                s.registering = false;
-                match result {
-                    Ok(service) => {
-                        s.service = Some(service);
-                        s.needs_full_update = true;
+                loop {
+                    match register(&config, snapshot.clone(), commands.clone(), device_index).await {
+                        Ok(service) => {
+                            let mut s = lock(&slot);
+                            s.registering = false;
+                            s.service = Some(service);
+                            s.needs_full_update = true;
+                            return;
+                        }
+                        Err(e) => log::error!("{e}; retrying in {} s", REGISTER_RETRY.as_secs()),
                     }
-                    Err(e) => log::error!("{e}"),
+                    Timer::after(REGISTER_RETRY).await;
+                    // The device went away meanwhile: its return starts afresh.
+                    if lock(&slot).generation != generation {
+                        lock(&slot).registering = false;
+                        return;
+                    }
                 }
             })
             .detach();
@@ -299,6 +310,7 @@ pub fn item_text(def: &RegisterDef, value: &Value) -> String {
 }
 
 /// What registration needs from the device, copied out of the engine.
+#[derive(Clone)]
 struct Snapshot {
     spec: crate::spec::DeviceSpec,
     profile: &'static Profile,

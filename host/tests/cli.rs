@@ -37,21 +37,51 @@ fn version_names_the_program() {
 }
 
 #[test]
-fn demo_shows_values_from_both_devices() {
+fn demo_shows_values_from_both_devices_and_stops_cleanly_on_ctrl_c() {
     if Command::new("dbus-daemon").arg("--version").output().is_err() {
         eprintln!("SKIPPED: dbus-daemon is not installed (apt-get install dbus)");
         return;
     }
-    let out = bin().args(["demo", "--duration", "8"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    let grid = stdout.lines().rfind(|l| l.contains("com.victronenergy.grid.eastron_"));
-    let pv = stdout.lines().rfind(|l| l.contains("com.victronenergy.pvinverter.growatt_"));
-    let grid = grid.unwrap_or_else(|| panic!("no meter line in:\n{stdout}\n{stderr}"));
-    let pv = pv.unwrap_or_else(|| panic!("no inverter line in:\n{stdout}\n{stderr}"));
-    assert!(grid.contains(" V,") && grid.contains(" W,") && !grid.contains("power ---"), "{grid}");
+    let mut child = bin()
+        .args(["demo", "--duration", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut grid, mut pv) = (None, None);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (grid.is_none() || pv.is_none()) && std::time::Instant::now() < end {
+        let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) else { continue };
+        if line.contains("com.victronenergy.grid.eastron_") && !line.contains("power ---") {
+            grid = Some(line);
+        } else if line.contains("com.victronenergy.pvinverter.growatt_") && !line.contains("power ---") {
+            pv = Some(line);
+        }
+    }
+    // Ctrl-C: the demo stops its bus, simulator and settings and exits 0.
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    let log = log.join().unwrap_or_default();
+    let grid = grid.unwrap_or_else(|| panic!("no meter line with values within 30 s; log:\n{log}"));
+    let pv = pv.unwrap_or_else(|| panic!("no inverter line with values within 30 s; log:\n{log}"));
+    assert!(grid.contains(" V,") && grid.contains(" W,"), "{grid}");
     assert!(pv.contains("rated 4200 W") && pv.contains("status "), "{pv}");
+    assert!(status.success(), "demo exit after SIGINT: {status:?}");
 }
 
 #[test]

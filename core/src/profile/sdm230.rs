@@ -35,7 +35,12 @@ use crate::time::Duration;
 use crate::value::TextFormat;
 
 const F32: RegisterType = RegisterType::F32(WordOrder::HighFirst);
-const FAST: Duration = Duration::from_millis(250);
+/// Active power: what ESS and the export limiter act on (4 Hz by default;
+/// the host can set this fastest class to "as fast as the line allows", and
+/// it is then a 2-register read).
+const POWER: Duration = Duration::from_millis(250);
+/// Voltage and current.
+const FAST: Duration = Duration::from_secs(1);
 const SLOW: Duration = Duration::from_secs(5);
 
 const fn input(name: &'static str, address: u16) -> RegisterDef {
@@ -46,7 +51,7 @@ const fn input(name: &'static str, address: u16) -> RegisterDef {
 pub static REGISTERS: [RegisterDef; 16] = [
     input("voltage", 0x0000).paths(&["/Ac/L1/Voltage"]).text(TextFormat::new("V", 1)).every(FAST),
     input("current", 0x0006).paths(&["/Ac/L1/Current"]).text(TextFormat::new("A", 2)).every(FAST),
-    input("power", 0x000C).paths(&["/Ac/Power", "/Ac/L1/Power"]).text(TextFormat::new("W", 0)).every(FAST),
+    input("power", 0x000C).paths(&["/Ac/Power", "/Ac/L1/Power"]).text(TextFormat::new("W", 0)).every(POWER),
     input("apparent_power", 0x0012)
         .paths(&["/Ac/L1/ApparentPower"])
         .text(TextFormat::new("VA", 0))
