@@ -9,12 +9,13 @@
 //! the sun comes up).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use async_io::Timer;
 use dmc_core::profile;
+use futures_lite::StreamExt;
 
 use crate::dbus::{self, BusChoice, ItemValue, Spawner};
 use crate::engine::{Bus, BusConfig, Clock};
@@ -45,6 +46,8 @@ pub struct DaemonOptions {
     pub sleep_removal: Option<StdDuration>,
     /// Skip localsettings (publish defaults); for tests and the bench.
     pub no_settings: bool,
+    /// Do not start the watchdog thread (in-process tests share the process).
+    pub no_watchdog: bool,
 }
 
 impl DaemonOptions {
@@ -80,6 +83,28 @@ impl DaemonOptions {
 /// A shutdown request (SIGINT/SIGTERM), polled by the loops.
 pub type StopFlag = Arc<AtomicBool>;
 
+/// How long the polling engine or the executor may show no progress before
+/// the watchdog ends the process (so daemontools restarts it), as upstream's.
+pub const WATCHDOG: StdDuration = StdDuration::from_secs(30);
+
+/// Progress counters the watchdog thread checks.
+#[derive(Default)]
+struct Liveness {
+    /// Ticks of the daemon's own loop: the executor (and with it D-Bus dispatch) runs.
+    executor: AtomicU64,
+    /// The daemon returned: the watchdog ends too.
+    stopped: AtomicBool,
+}
+
+/// Tells the watchdog the daemon is done, whichever way it returns.
+struct StopWatchdog(Arc<Liveness>);
+
+impl Drop for StopWatchdog {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Runs the daemon until `stop` is set or (with `-x`) a device fails.
 /// Returns the process exit code.
 pub fn run(options: DaemonOptions, stop: StopFlag) -> i32 {
@@ -88,17 +113,102 @@ pub fn run(options: DaemonOptions, stop: StopFlag) -> i32 {
     async_io::block_on(ex.run(run_async(options, spawner, stop)))
 }
 
+/// Starts the watchdog thread: exits the process with status 1 and a line
+/// naming what was stuck when a counter stands still for `limit`.
+fn start_watchdog(limit: StdDuration, executor: Arc<Liveness>, config: Arc<PublisherConfig>) {
+    let spawned = std::thread::Builder::new().name("watchdog".into()).spawn(move || {
+        let mut seen = (u64::MAX, u64::MAX);
+        let mut moved = (StdInstant::now(), StdInstant::now());
+        loop {
+            std::thread::sleep(limit.min(StdDuration::from_secs(1)));
+            if executor.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            let now = StdInstant::now();
+            let current =
+                (executor.executor.load(Ordering::Relaxed), config.engine_progress.load(Ordering::Relaxed));
+            if current.0 != seen.0 {
+                moved.0 = now;
+            }
+            if current.1 != seen.1 {
+                moved.1 = now;
+            }
+            seen = current;
+            // A stalled executor stops both counters; the engine's may have
+            // stopped a tick earlier, so half the limit on the executor's
+            // side already names it.
+            let executor_stale = now - moved.0;
+            let engine_stale = now - moved.1;
+            let stuck = if executor_stale >= limit || (engine_stale >= limit && executor_stale >= limit / 2) {
+                Some("the executor (D-Bus dispatch and every bus loop)")
+            } else if engine_stale >= limit {
+                Some("the polling engine")
+            } else {
+                None
+            };
+            if let Some(what) = stuck {
+                log::error!("watchdog: no progress in {what} for {} s; exiting", limit.as_secs());
+                std::process::exit(1);
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::warn!("watchdog not started: {e}");
+    }
+}
+
+/// The watchdog limit: [`WATCHDOG`], or `DMC_WATCHDOG_SECS` (tests).
+fn watchdog_limit() -> StdDuration {
+    std::env::var("DMC_WATCHDOG_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(StdDuration::from_secs)
+        .unwrap_or(WATCHDOG)
+}
+
+/// Debug builds only: `DMC_DEBUG_STALL_SECS=N` blocks the executor thread
+/// after N seconds, so a test can see the watchdog fire.
+fn debug_stall(started: StdInstant) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Some(after) = std::env::var("DMC_DEBUG_STALL_SECS").ok().and_then(|v| v.parse::<u64>().ok()) else {
+        return;
+    };
+    if started.elapsed() >= StdDuration::from_secs(after) {
+        log::warn!("debug: stalling the executor on purpose (DMC_DEBUG_STALL_SECS)");
+        loop {
+            std::thread::sleep(StdDuration::from_secs(3600));
+        }
+    }
+}
+
 /// The daemon as a future on `spawner` (the demo runs it beside the simulators).
 pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag) -> i32 {
     let name = options.client_name();
+    let bus_lost = Arc::new(AtomicBool::new(false));
     let settings = if options.no_settings {
         None
     } else {
         match dbus::connect(&options.bus, &spawner).await {
             Ok(conn) => {
                 let client = SettingsClient::new(conn.conn.clone(), spawner.clone());
-                // Keep the connection's driver alive for the life of the daemon.
-                spawner.spawn(async move { keep(conn).await }).detach();
+                // The stream ends when the bus goes away (dbus-daemon
+                // restarted): then exit non-zero so the supervisor starts us
+                // on the new bus. It also keeps the connection's driver alive.
+                let lost = bus_lost.clone();
+                spawner
+                    .spawn(async move {
+                        let mut stream = zbus::MessageStream::from(&conn.conn);
+                        while let Some(message) = stream.next().await {
+                            if message.is_err() {
+                                break;
+                            }
+                        }
+                        lost.store(true, Ordering::Relaxed);
+                        drop(conn);
+                    })
+                    .detach();
                 if let Err(e) = client.wait_for_service().await {
                     log::error!("settings service: {e}");
                     return 1;
@@ -156,7 +266,13 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         sleep_removal: options.sleep_removal.unwrap_or(StdDuration::from_secs(24 * 3600)),
         exit_on_failure: options.exit_on_failure,
         failed: AtomicBool::new(false),
+        engine_progress: AtomicU64::new(0),
     });
+    let liveness = Arc::new(Liveness::default());
+    let _stop_watchdog = StopWatchdog(liveness.clone());
+    if !options.no_watchdog {
+        start_watchdog(watchdog_limit(), liveness.clone(), config.clone());
+    }
     let mut by_bus: BTreeMap<String, Vec<DeviceSpec>> = BTreeMap::new();
     for d in devices {
         by_bus.entry(d.bus_key()).or_default().push(d);
@@ -179,9 +295,20 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
             bus.run(&mut publisher).await;
         }));
     }
+    let started = StdInstant::now();
     while !stop.load(Ordering::Relaxed) && !config.failed.load(Ordering::Relaxed) {
+        if bus_lost.load(Ordering::Relaxed) {
+            log::error!(
+                "D-Bus connection lost (bus restarted?); exiting so the supervisor restarts the daemon"
+            );
+            return 1;
+        }
+        liveness.executor.fetch_add(1, Ordering::Relaxed);
+        debug_stall(started);
         Timer::after(StdDuration::from_millis(250)).await;
     }
+    // Dropping the bus tasks closes the ports; dropping the services
+    // releases their names.
     drop(tasks);
     if config.failed.load(Ordering::Relaxed) {
         1
@@ -189,11 +316,6 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         log::info!("stopping");
         0
     }
-}
-
-async fn keep<T>(value: T) {
-    std::future::pending::<()>().await;
-    drop(value);
 }
 
 /// The `--models` table.

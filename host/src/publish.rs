@@ -20,7 +20,7 @@
 //! path is encoded by the profile (range checked first) and written through
 //! the bus's command queue, and the SetValue answer waits for the device.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration as StdDuration;
 
@@ -59,6 +59,8 @@ pub struct PublisherConfig {
     pub exit_on_failure: bool,
     /// Set when `exit_on_failure` fired.
     pub failed: AtomicBool,
+    /// Passes of the bus loops (the watchdog checks it moves).
+    pub engine_progress: AtomicU64,
 }
 
 /// What the publisher knows about one device's service.
@@ -286,6 +288,10 @@ impl Observer for Publisher {
 
     fn stop_requested(&mut self) -> bool {
         self.config.failed.load(Ordering::Relaxed)
+    }
+
+    fn progress(&mut self) {
+        self.config.engine_progress.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -44,6 +44,8 @@ pub const REOPEN_INTERVAL: StdDuration = StdDuration::from_secs(1);
 /// split a frame with a 16 ms pause, other chips and a busy host more). Only
 /// the inside-of-a-frame limit is widened; requests keep the spec's t3.5.
 pub const USB_BURST_GAP: Duration = Duration::from_millis(50);
+/// Longest single sleep of the loop.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// How much earlier than its learned turnaround a device is read back: lets
 /// the latency filter see a device getting faster.
 const PREDICTION_MARGIN: Duration = Duration::from_millis(2);
@@ -128,6 +130,8 @@ pub trait Observer {
     fn stop_requested(&mut self) -> bool {
         false
     }
+    /// Called once per pass of the loop (the daemon's watchdog counts these).
+    fn progress(&mut self) {}
 }
 
 /// Bus-level counters, for benchmarks and the control service.
@@ -319,6 +323,7 @@ impl Bus {
             if observer.stop_requested() {
                 return;
             }
+            observer.progress();
             if self.link.is_none() && !self.open_link(observer).await {
                 Timer::after(REOPEN_INTERVAL).await;
                 continue;
@@ -426,7 +431,10 @@ impl Bus {
             .filter_map(|d| d.not_before())
             .chain(until)
             .min()
-            .unwrap_or_else(|| self.clock.now() + Duration::from_secs(1));
+            .unwrap_or_else(|| self.clock.now() + Duration::from_secs(1))
+            // Wake at least every few seconds so the loop shows it is alive
+            // (the watchdog) even while every device backs off for a minute.
+            .min(self.clock.now() + MAX_SLEEP);
         let timer = Timer::at(self.clock.to_std(wake));
         let commands = &self.commands;
         let woken_by = future::or(

@@ -43,6 +43,12 @@ impl PrivateBus {
         Some(PrivateBus { child, address })
     }
 
+    /// Stops the daemon now (a bus restart, as far as clients can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The bus address (`unix:path=...,guid=...`).
     pub fn address(&self) -> &str {
         &self.address
