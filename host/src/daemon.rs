@@ -48,6 +48,8 @@ pub struct DaemonOptions {
     pub no_settings: bool,
     /// Do not start the watchdog thread (in-process tests share the process).
     pub no_watchdog: bool,
+    /// `-f`: scan units 1..247 on the serial port at every rate before starting.
+    pub force_scan: bool,
 }
 
 impl DaemonOptions {
@@ -240,6 +242,31 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
                 }
             }
             Err(e) => log::warn!("client settings: {e}"),
+        }
+    }
+    if options.force_scan {
+        match &options.serial {
+            Some(port) => {
+                let rates = if options.rates.is_empty() { vec![9600] } else { options.rates.clone() };
+                for rate in rates {
+                    log::info!("scanning {port} at {rate} baud, units 1-247");
+                    match crate::probe::scan_units(port, rate, options.ascii, 1, 247, false).await {
+                        Ok(found) => {
+                            for spec in found {
+                                if !devices.iter().any(|d| d.bus_key() == spec.bus_key() && d.unit == spec.unit) {
+                                    devices.push(spec);
+                                }
+                            }
+                        }
+                        Err(e) => log::error!("scan of {port} at {rate} baud: {e}"),
+                    }
+                }
+                if devices.is_empty() && options.exit_on_failure {
+                    log::error!("scan found no device on {port}; exiting (-x)");
+                    return 1;
+                }
+            }
+            None => log::warn!("-f/--force-scan needs -s PORT (network scans are not implemented)"),
         }
     }
     if devices.is_empty() {

@@ -33,7 +33,7 @@ struct Cli {
     /// Exit with status 1 when a device fails (for serial-starter and supervise).
     #[arg(short = 'x', long = "exit")]
     exit: bool,
-    /// Scan at start (not implemented yet: the known default units are probed).
+    /// Scan units 1..247 on the serial port (at every -r rate) at start.
     #[arg(short = 'f', long = "force-scan")]
     force_scan: bool,
     /// Devices to use, method:target:rate_or_port:unit[:profile], comma separated.
@@ -177,9 +177,6 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         None => {
-            if cli.force_scan {
-                log::warn!("-f/--force-scan: a full unit scan is not implemented yet; probing the known default units");
-            }
             let options = DaemonOptions {
                 bus,
                 devices: cli.force_devices.into_iter().flatten().collect(),
@@ -189,6 +186,7 @@ fn main() -> ExitCode {
                 exit_on_failure: cli.exit,
                 properties_changed: cli.properties_changed,
                 fastest_period_ms: cli.fastest_period_ms,
+                force_scan: cli.force_scan,
                 ..DaemonOptions::default()
             };
             let code = daemon::run(options, stop_flag());

@@ -70,14 +70,14 @@ impl Observer for Watch {
 }
 
 /// Runs identification for `specs` (one bus) until each is done or `limit` passes.
-fn identify(specs: Vec<DeviceSpec>, goal: Goal, limit: StdDuration) -> Result<Bus, String> {
+async fn identify(specs: Vec<DeviceSpec>, goal: Goal, limit: StdDuration) -> Result<Bus, String> {
     let Some(first) = specs.first() else { return Err("no device".into()) };
     let config = BusConfig::for_spec(first);
     let n = specs.len();
     let mut bus = Bus::new(config, specs, Clock::new())?;
     let mut watch =
         Watch { goal, done: vec![false; n], deadline: StdInstant::now() + limit, link_error: None };
-    async_io::block_on(bus.run(&mut watch));
+    bus.run(&mut watch).await;
     match watch.link_error {
         Some(e) => Err(e),
         None => Ok(bus),
@@ -110,7 +110,7 @@ pub fn probe(specs: Vec<DeviceSpec>) -> i32 {
         by_bus.entry(s.bus_key()).or_default().push(s);
     }
     for (_, specs) in by_bus {
-        let bus = match identify(specs, Goal::AllValues, StdDuration::from_secs(20)) {
+        let bus = match async_io::block_on(identify(specs, Goal::AllValues, StdDuration::from_secs(20))) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("dbus-modbus-client: {e}");
@@ -150,39 +150,52 @@ pub fn parse_units(s: &str) -> Result<(u8, u8), String> {
 /// `scan`: asks units `first..=last` on `port` at `baud`; lists what answered.
 /// Exit 0 when something was found, 1 otherwise (what serial-starter needs).
 pub fn scan(port: &str, baud: u32, ascii: bool, first: u8, last: u8) -> i32 {
+    let tty = std::io::stderr().is_terminal();
+    match async_io::block_on(scan_units(port, baud, ascii, first, last, tty)) {
+        Err(e) => {
+            eprintln!("dbus-modbus-client scan: {e}");
+            1
+        }
+        Ok(found) if found.is_empty() => {
+            eprintln!("scan: no device answered on {port} at {baud} baud (units {first}-{last})");
+            1
+        }
+        Ok(_) => 0,
+    }
+}
+
+/// Asks units `first..=last` on one port and returns the identified devices'
+/// specs, with the profile named so the daemon skips identifying them again.
+/// Prints a line per device found and the progress (a bar when `tty`).
+pub async fn scan_units(
+    port: &str,
+    baud: u32,
+    ascii: bool,
+    first: u8,
+    last: u8,
+    tty: bool,
+) -> Result<Vec<DeviceSpec>, String> {
     let method = if ascii { Method::Ascii } else { Method::Rtu };
     let target = port.strip_prefix("/dev/").filter(|n| !n.contains('/')).unwrap_or(port).to_string();
-    let total = usize::from(last - first) + 1;
-    let tty = std::io::stderr().is_terminal();
+    let total = usize::from(last.saturating_sub(first)) + 1;
     let mut found = Vec::new();
     let mut asked = 0usize;
     let units: Vec<u8> = (first..=last).collect();
     for chunk in units.chunks(crate::engine::bus::MAX_DEVICES) {
         let specs: Vec<DeviceSpec> = chunk
             .iter()
-            .map(|&unit| DeviceSpec {
-                method,
-                target: target.clone(),
-                rate_or_port: baud,
-                unit,
-                profile: None,
-            })
+            .map(|&unit| DeviceSpec { method, target: target.clone(), rate_or_port: baud, unit, profile: None })
             .collect();
-        let bus = match identify(specs, Goal::Identified, StdDuration::from_secs(10 + chunk.len() as u64)) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("dbus-modbus-client scan: {e}");
-                return 1;
-            }
-        };
+        let bus = identify(specs, Goal::Identified, StdDuration::from_secs(10 + chunk.len() as u64)).await?;
         for d in &bus.devices {
             if d.profile.is_some() || d.unidentified() {
-                let line = describe(d);
                 if tty {
                     eprint!("\r\x1b[2K");
                 }
-                println!("{line}");
-                found.push(line);
+                println!("{}", describe(d));
+            }
+            if let Some(p) = d.profile {
+                found.push(DeviceSpec { profile: Some(p.name.to_string()), ..d.spec.clone() });
             }
         }
         asked += chunk.len();
@@ -191,12 +204,7 @@ pub fn scan(port: &str, baud: u32, ascii: bool, first: u8, last: u8) -> i32 {
     if tty {
         eprintln!();
     }
-    if found.is_empty() {
-        eprintln!("scan: no device answered on {port} at {baud} baud (units {first}-{last})");
-        1
-    } else {
-        0
-    }
+    Ok(found)
 }
 
 fn progress(tty: bool, asked: usize, total: usize, found: usize) {
