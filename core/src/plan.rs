@@ -80,8 +80,8 @@ impl Transport {
     /// one that ends the request, which the slave must wait for, and the one
     /// before the next request) and `extra_per_transaction` (the device's
     /// fixed turnaround, and any minimum spacing between its commands). The
-    /// hole is read when strictly cheaper. MBAP: 21 framing bytes against
-    /// `2h` data bytes (bytes, since the network hides the timing).
+    /// hole is read when strictly cheaper. MBAP: any hole when a transaction
+    /// has a cost in time, else 21 framing bytes against `2h` data bytes.
     pub fn max_hole(&self, extra_per_transaction: Duration) -> u16 {
         match self {
             Transport::Rtu(line) => {
@@ -102,6 +102,10 @@ impl Transport {
                 }
                 lo as u16
             }
+            // On a network the bytes of a hole cost next to nothing in time,
+            // while a second transaction costs the device's turnaround and
+            // spacing: with any such cost, holes are always worth reading.
+            Transport::Mbap if extra_per_transaction > Duration::ZERO => MODBUS_MAX_READ,
             Transport::Mbap => ((MBAP_READ_REQUEST + MBAP_READ_RESPONSE_OVERHEAD - 1) / 2) as u16,
         }
     }

@@ -279,3 +279,16 @@ fn test_round_robin_between_devices_on_ties() {
     assert!(hi - lo <= 1, "{counts:?}");
     assert!(reads[0][0][0] < reads[1][0][0] && reads[1][0][0] < reads[2][0][0]);
 }
+
+/// Over a network a hole costs bytes, not time: with a device turnaround or
+/// command spacing, holes are always read (the Growatt behind a Modbus TCP
+/// gateway keeps its one big live read); without, the 21-byte break-even.
+#[test]
+fn mbap_hole_limit_counts_the_transaction_cost() {
+    assert_eq!(Transport::Mbap.max_hole(Duration::ZERO), 10);
+    assert_eq!(Transport::Mbap.max_hole(Duration::from_millis(15)), 125);
+    let plan: Plan<{ dmc_core::profile::MAX_BLOCKS }> =
+        dmc_core::profile::growatt_min::GROWATT_MIN.plan(&Transport::Mbap).unwrap();
+    let live: Vec<_> = plan.blocks().iter().filter(|b| b.bank == RegisterBank::Input).collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+}

@@ -253,7 +253,10 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
                     match crate::probe::scan_units(port, rate, options.ascii, 1, 247, false).await {
                         Ok(found) => {
                             for spec in found {
-                                if !devices.iter().any(|d| d.bus_key() == spec.bus_key() && d.unit == spec.unit) {
+                                if !devices
+                                    .iter()
+                                    .any(|d| d.bus_key() == spec.bus_key() && d.unit == spec.unit)
+                                {
                                     devices.push(spec);
                                 }
                             }

@@ -184,7 +184,13 @@ pub async fn scan_units(
     for chunk in units.chunks(crate::engine::bus::MAX_DEVICES) {
         let specs: Vec<DeviceSpec> = chunk
             .iter()
-            .map(|&unit| DeviceSpec { method, target: target.clone(), rate_or_port: baud, unit, profile: None })
+            .map(|&unit| DeviceSpec {
+                method,
+                target: target.clone(),
+                rate_or_port: baud,
+                unit,
+                profile: None,
+            })
             .collect();
         let bus = identify(specs, Goal::Identified, StdDuration::from_secs(10 + chunk.len() as u64)).await?;
         for d in &bus.devices {
