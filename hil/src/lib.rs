@@ -20,7 +20,8 @@
 //!
 //! Layers: [`model`] (what each device stores and answers, from
 //! `docs/devices.md`), [`bus`] (units, faults, counters; sans-IO), [`serve`]
-//! (pty/serial threads with real-line timing), [`control`] (the line
+//! (pty/serial threads with real-line timing), [`net`] (the same bus over
+//! Modbus TCP, Modbus UDP and RTU over TCP), [`control`] (the line
 //! protocol), [`script`] (time-stamped scenarios).
 
 pub mod bench;
@@ -29,6 +30,7 @@ pub mod control;
 pub mod fault;
 pub mod frame;
 pub mod model;
+pub mod net;
 pub mod script;
 pub mod serve;
 

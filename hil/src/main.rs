@@ -1,10 +1,11 @@
 //! `dmc-hil`: run device simulators, the hardware-in-the-loop bench, or replay a capture.
 //!
 //! `dmc-hil sim` serves a simulated SDM230 + Growatt MIN bus on a pty or a real
-//! port; `dmc-hil ctl` talks to a running simulator's control socket;
+//! port, and/or over Modbus TCP, Modbus UDP or RTU over TCP; `dmc-hil ctl` talks to a running simulator's control socket;
 //! `dmc-hil bench` checks whatever answers on a port; `dmc-hil replay`
 //! re-decodes a capture recorded by the bench.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -78,7 +79,8 @@ fn parse_unit(s: &str) -> Result<u8, String> {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Simulate an RS485 bus: SDM230 (unit 2) and Growatt MIN TL-X (unit 1).
+    /// Simulate an RS485 bus: SDM230 (unit 2) and Growatt MIN TL-X (unit 1), on a pty, a serial
+    /// port and/or the network (--tcp, --udp, --rtu-over-tcp).
     #[command(after_help = concat!(
         "Control channel (Unix socket, one command per line, reply `ok ...` or `err ...`):\n  ",
         "echo 'fault growatt silent on' | socat - UNIX-CONNECT:/tmp/bus.ctl   or   dmc-hil ctl /tmp/bus.ctl fault growatt silent on\n\n",
@@ -94,11 +96,20 @@ enum Command {
     ))]
     Sim {
         /// Create a pseudo-terminal and put a symlink to its client side here.
-        #[arg(long, conflicts_with = "port", required_unless_present = "port")]
+        #[arg(long, conflicts_with = "port", required_unless_present_any = ["port", "tcp", "udp", "rtu_over_tcp"])]
         pty: Option<PathBuf>,
         /// Serve a real serial port instead (e.g. /dev/ttyUSB0 on an RS485 adapter).
         #[arg(long)]
         port: Option<String>,
+        /// Also (or only) serve the bus as Modbus TCP on IP:PORT (e.g. 127.0.0.1:5020).
+        #[arg(long, value_name = "IP:PORT")]
+        tcp: Option<SocketAddr>,
+        /// Also (or only) serve the bus as Modbus UDP on IP:PORT.
+        #[arg(long, value_name = "IP:PORT")]
+        udp: Option<SocketAddr>,
+        /// Also (or only) serve the bus as raw RTU frames over TCP on IP:PORT (a serial device server).
+        #[arg(long, value_name = "IP:PORT")]
+        rtu_over_tcp: Option<SocketAddr>,
         #[command(flatten)]
         line: LineArgs,
         /// Unit address of the simulated SDM230 (0 or none: absent).
@@ -181,6 +192,9 @@ fn main() -> ExitCode {
         Command::Sim {
             pty,
             port,
+            tcp,
+            udp,
+            rtu_over_tcp,
             line,
             sdm230,
             growatt,
@@ -202,6 +216,7 @@ fn main() -> ExitCode {
             let sim = SimArgs {
                 pty,
                 port,
+                net: NetArgs { tcp, udp, rtu_over_tcp },
                 line: line.line(),
                 units,
                 day_seconds,
@@ -294,9 +309,17 @@ fn run_replay(file: &std::path::Path) -> Result<(), String> {
     }
 }
 
+/// Network listeners of `sim`.
+struct NetArgs {
+    tcp: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+    rtu_over_tcp: Option<SocketAddr>,
+}
+
 struct SimArgs {
     pty: Option<PathBuf>,
     port: Option<String>,
+    net: NetArgs,
     line: LineConfig,
     units: Vec<(u8, DeviceKind)>,
     day_seconds: f64,
@@ -323,6 +346,8 @@ fn run_sim(a: SimArgs) -> Result<(), String> {
         seed: a.seed,
         trace: a.trace,
     };
+    let trace = config.trace;
+    let default_control = || a.control.clone().unwrap_or_else(|| PathBuf::from("/tmp/dmc-hil-sim.ctl"));
     let (mut sim, control) = match (&a.pty, &a.port) {
         (Some(link), _) => {
             let sim = SimHandle::spawn_pty_at(config, link).map_err(|e| e.to_string())?;
@@ -331,10 +356,28 @@ fn run_sim(a: SimArgs) -> Result<(), String> {
         }
         (None, Some(port)) => {
             let sim = SimHandle::spawn_port(config, port).map_err(|e| e.to_string())?;
-            (sim, a.control.clone().unwrap_or_else(|| PathBuf::from("/tmp/dmc-hil-sim.ctl")))
+            (sim, default_control())
         }
-        (None, None) => return Err("give --pty PATH or --port DEVICE".to_string()),
+        (None, None) if a.net.tcp.is_some() || a.net.udp.is_some() || a.net.rtu_over_tcp.is_some() => {
+            (SimHandle::without_transport(&config), default_control())
+        }
+        (None, None) => {
+            return Err("give --pty PATH, --port DEVICE, --tcp, --udp or --rtu-over-tcp ADDR".to_string())
+        }
     };
+    let mut listening = Vec::new();
+    if let Some(addr) = a.net.tcp {
+        let bound = sim.serve_tcp(addr, trace).map_err(|e| e.to_string())?;
+        listening.push(format!("Modbus TCP on {bound}"));
+    }
+    if let Some(addr) = a.net.udp {
+        let bound = sim.serve_udp(addr, trace).map_err(|e| e.to_string())?;
+        listening.push(format!("Modbus UDP on {bound}"));
+    }
+    if let Some(addr) = a.net.rtu_over_tcp {
+        let bound = sim.serve_rtu_over_tcp(addr, trace).map_err(|e| e.to_string())?;
+        listening.push(format!("RTU over TCP on {bound}"));
+    }
     for t in &a.turnaround {
         let (unit, ms) = t.split_once(':').ok_or_else(|| format!("--turnaround wants UNIT:MS, got {t:?}"))?;
         sim.command(&format!("turnaround {unit} {ms}"))?;
@@ -344,25 +387,33 @@ fn run_sim(a: SimArgs) -> Result<(), String> {
         sim.run_script(script).map_err(|e| e.to_string())?;
     }
     let units: Vec<String> = a.units.iter().map(|(u, k)| format!("{} at unit {u}", k.name())).collect();
-    println!(
-        "dmc-hil sim: {} on {} ({}{}{} {} baud), control socket {}",
-        units.join(", "),
-        sim.path().display(),
-        a.line.data_bits,
-        match a.line.parity {
-            Parity::None => 'N',
-            Parity::Even => 'E',
-            Parity::Odd => 'O',
-        },
-        a.line.stop_bits,
-        a.line.baud,
-        control.display()
-    );
+    let serial = a.pty.is_some() || a.port.is_some();
+    if serial {
+        println!(
+            "dmc-hil sim: {} on {} ({}{}{} {} baud), control socket {}",
+            units.join(", "),
+            sim.path().display(),
+            a.line.data_bits,
+            match a.line.parity {
+                Parity::None => 'N',
+                Parity::Even => 'E',
+                Parity::Odd => 'O',
+            },
+            a.line.stop_bits,
+            a.line.baud,
+            control.display()
+        );
+    } else {
+        println!("dmc-hil sim: {}, control socket {}", units.join(", "), control.display());
+    }
+    for l in &listening {
+        println!("dmc-hil sim: {l}");
+    }
     if a.pty.is_some() {
         println!("dmc-hil sim: pty client side {}", sim.device_path().display());
     }
     while sim.is_running() {
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err("serial thread stopped".to_string())
+    Err(if serial { "serial thread stopped" } else { "network listener stopped" }.to_string())
 }

@@ -36,7 +36,7 @@ use dmc_core::timing::{LineConfig, Parity};
 /// Smallest frame-ending silence on a real port (USB-serial adapters deliver bytes in bursts).
 const REAL_PORT_MIN_GAP_MS: u64 = 5;
 /// How often idle threads look at the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(20);
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// What to simulate and how.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,7 +76,8 @@ impl SimConfig {
 /// State shared by the serial, control and script threads.
 pub struct Shared {
     bus: Mutex<Bus>,
-    start: Instant,
+    /// Wall time zero of the simulation (frame times and scripts count from here).
+    pub(crate) start: Instant,
     stop: AtomicBool,
 }
 
@@ -105,18 +106,21 @@ impl Shared {
         control::execute(&mut self.bus(), line, now)
     }
 
-    fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 }
 
 /// A running simulator. Dropping it stops every thread and removes the symlink and socket it made.
 pub struct SimHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     path: PathBuf,
     symlink: Option<PathBuf>,
     control_path: Option<PathBuf>,
-    threads: Vec<JoinHandle<()>>,
+    /// The serial thread (if any) first, then listeners, control and script threads.
+    pub(crate) threads: Vec<JoinHandle<()>>,
+    /// Bound addresses of the network listeners ([`crate::net`]).
+    pub(crate) net: crate::net::NetAddrs,
 }
 
 impl SimHandle {
@@ -180,7 +184,28 @@ impl SimHandle {
         let thread = thread::Builder::new()
             .name("sim-serial".to_string())
             .spawn(move || serial_loop(&s, port, keep_open, line, trace))?;
-        Ok(SimHandle { shared, path, symlink: None, control_path: None, threads: vec![thread] })
+        Ok(SimHandle {
+            shared,
+            path,
+            symlink: None,
+            control_path: None,
+            threads: vec![thread],
+            net: crate::net::NetAddrs::default(),
+        })
+    }
+
+    /// A simulator with no transport yet: add network listeners with
+    /// [`SimHandle::serve_tcp`], [`SimHandle::serve_udp`], [`SimHandle::serve_rtu_over_tcp`].
+    /// [`SimHandle::path`] is empty (there is no port).
+    pub fn without_transport(config: &SimConfig) -> SimHandle {
+        SimHandle {
+            shared: Arc::new(Shared::new(config)),
+            path: PathBuf::new(),
+            symlink: None,
+            control_path: None,
+            threads: Vec::new(),
+            net: crate::net::NetAddrs::default(),
+        }
     }
 
     /// The path a master opens: the pty client side, the symlink if one was made, or the real port.
@@ -273,7 +298,8 @@ impl SimHandle {
         Ok(())
     }
 
-    /// True until the serial thread ends (it only ends on stop or a port error).
+    /// True until the serial thread (or, without one, the first listener) ends;
+    /// they only end on stop or a port error.
     pub fn is_running(&self) -> bool {
         self.threads.first().is_some_and(|t| !t.is_finished())
     }
@@ -304,7 +330,7 @@ fn io_error(msg: String) -> io::Error {
     io::Error::other(msg)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(" ")
 }
 
@@ -417,7 +443,7 @@ fn respond(
     }
 }
 
-fn sleep_until(t: Instant) {
+pub(crate) fn sleep_until(t: Instant) {
     let now = Instant::now();
     if t > now {
         thread::sleep(t - now);

@@ -18,6 +18,7 @@ use std::time::Duration as StdDuration;
 
 use async_io::Timer;
 use dmc_core::master::{AsciiFraming, Counters, Master, MbapFraming, RtuFraming, TransactionError};
+use dmc_core::mbap;
 use dmc_core::pdu::{Request, Response};
 use dmc_core::plan::Transport;
 use dmc_core::profile::Profile;
@@ -720,6 +721,12 @@ impl Bus {
                 if debug && log::log_enabled!(target: "dmc::rx", log::Level::Trace) {
                     log::trace!(target: "dmc::rx", "{} RX: {}", link_name(&self.link), hex(bytes));
                 }
+                if let AnyMaster::Mbap(m) = &mut self.master {
+                    if self.config.method == Method::Udp && !take_datagram(m, bytes) {
+                        log::debug!(target: "dmc::frame", "{} unit {unit}: datagram is not one MBAP ADU, ignored", link_name(&self.link));
+                        continue;
+                    }
+                }
                 with_master!(&mut self.master, m => m.handle_rx(now, bytes));
             }
         }
@@ -750,6 +757,16 @@ impl Bus {
             Timer::at(self.clock.to_std(until)).await;
         }
     }
+}
+
+/// Modbus UDP: one datagram is one whole ADU. The MBAP decoder is a stream
+/// decoder, so a short datagram would leave half an ADU that swallows the
+/// start of the next datagram, and bytes after an ADU would start a new one.
+/// Forgets any earlier datagram's leftovers; false if this one is not exactly
+/// one ADU (it is then not fed).
+fn take_datagram(master: &mut Master<MbapFraming>, datagram: &[u8]) -> bool {
+    master.framing_mut().decoder.reset();
+    mbap::parse_datagram(datagram).is_ok()
 }
 
 /// Copies the registers of the last successful read response (none otherwise).
