@@ -209,7 +209,9 @@ fn tcp_server_goes_away_and_the_engine_reconnects() {
     run(&mut bus, &mut gone);
 
     let sim = SimHandle::spawn_tcp(config(), addr).expect("simulator again on the same port");
-    let mut back = Recorder::until(Duration::from_secs(10), |r| r.reads[0] > 3);
+    let mut back = Recorder::until(Duration::from_secs(10), |r| {
+        r.reads[0] > 3 && !r.delivered(0, "/Ac/Power").is_empty()
+    });
     run(&mut bus, &mut back);
     assert!(bus.stats().opens >= 2, "never reconnected");
     assert!(back.reads[0] > 3, "no reads after the server returned: {:?}", back.changes);
