@@ -46,7 +46,10 @@ impl std::fmt::Display for LinkError {
                 f,
                 "{port}: port is in use by another program (stop serial-starter on it: stop-tty.sh)"
             ),
-            LinkError::Settings { port, detail } => write!(f, "{port}: line settings refused: {detail}"),
+            LinkError::Settings { port, detail } => write!(
+                f,
+                "{port}: line settings refused: {detail} (use a standard rate, e.g. -r 9600 or -r 19200, 8N1)"
+            ),
             LinkError::Resolve { target, detail } => write!(f, "{target}: cannot resolve address: {detail}"),
             LinkError::Io { port, source } => write!(f, "{port}: {source}"),
         }
@@ -301,5 +304,40 @@ impl Link {
             }
         }
         Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line_naming_the_port_and_the_cause() {
+        let cases = [
+            (LinkError::from_io("/dev/ttyUSB0", io::ErrorKind::NotFound.into()), "no such device"),
+            (LinkError::from_io("/dev/ttyUSB0", io::ErrorKind::PermissionDenied.into()), "permission denied"),
+            (
+                LinkError::from_io("/dev/ttyUSB0", io::Error::from_raw_os_error(16)),
+                "in use by another program",
+            ),
+            (LinkError::from_io("/dev/ttyUSB0", io::Error::from_raw_os_error(6)), "no such device"),
+            (LinkError::Settings { port: "/dev/ttyUSB0".into(), detail: "bad baud".into() }, "e.g. -r 9600"),
+        ];
+        for (e, want) in cases {
+            let text = e.to_string();
+            assert!(
+                text.starts_with("/dev/ttyUSB0: ") && text.contains(want) && !text.contains('\n'),
+                "{text}"
+            );
+        }
+        assert!(LinkError::from_io("p", io::Error::from_raw_os_error(5)).is_gone());
+        assert!(!LinkError::from_io("p", io::ErrorKind::PermissionDenied.into()).is_gone());
+    }
+
+    #[test]
+    fn a_missing_serial_port_is_reported_before_opening() {
+        let e =
+            SerialLink::open(Path::new("/dev/ttyDOESNOTEXIST"), &LineConfig::new_8n1(9600)).err().unwrap();
+        assert!(matches!(e, LinkError::Missing { .. }), "{e}");
     }
 }
