@@ -4,81 +4,17 @@
 //! unit backed off while the other keeps being read; for TCP also a server
 //! that goes away and comes back on the same port.
 
-use std::collections::BTreeMap;
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant as StdInstant};
+mod common;
 
-use dbus_modbus_client::engine::{Bus, BusConfig, Clock, Device, Observer, PresenceChange};
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::recorder::{assert_all_served, bus_for, run, Recorder};
+use dbus_modbus_client::engine::PresenceChange;
 use dbus_modbus_client::spec::DeviceSpec;
-use dmc_core::time::Instant;
 use dmc_core::value::Value;
 use dmc_hil::model::DeviceKind;
 use dmc_hil::serve::{SimConfig, SimHandle};
-use futures_lite::future;
-
-/// A condition that ends a run early.
-type StopWhen = Box<dyn Fn(&Recorder) -> bool + Send>;
-
-/// Records what the engine reports, stopping at a deadline or a condition.
-struct Recorder {
-    deadline: StdInstant,
-    /// (device index, path) -> every value delivered, in order.
-    values: BTreeMap<(usize, String), Vec<f64>>,
-    changes: Vec<(usize, PresenceChange)>,
-    /// Completed reads with changes, per device.
-    reads: Vec<usize>,
-    stop_when: Option<StopWhen>,
-}
-
-impl Recorder {
-    fn new(run_for: Duration) -> Self {
-        Recorder {
-            deadline: StdInstant::now() + run_for,
-            values: BTreeMap::new(),
-            changes: Vec::new(),
-            reads: vec![0; 4],
-            stop_when: None,
-        }
-    }
-
-    fn until(run_for: Duration, stop_when: impl Fn(&Recorder) -> bool + Send + 'static) -> Self {
-        Recorder { stop_when: Some(Box::new(stop_when)), ..Recorder::new(run_for) }
-    }
-
-    fn delivered(&self, dev: usize, path: &str) -> Vec<f64> {
-        self.values.get(&(dev, path.to_string())).cloned().unwrap_or_default()
-    }
-
-    fn had(&self, dev: usize, change: PresenceChange) -> bool {
-        self.changes.iter().any(|(d, c)| *d == dev && *c == change)
-    }
-}
-
-impl Observer for Recorder {
-    fn presence(&mut self, i: usize, _device: &Device, change: PresenceChange, _now: Instant) {
-        self.changes.push((i, change));
-    }
-
-    fn values(&mut self, i: usize, device: &Device, _now: Instant) {
-        if let Some(r) = self.reads.get_mut(i) {
-            *r += 1;
-        }
-        let Some(profile) = device.profile else { return };
-        for &idx in &device.changed {
-            let (Some(def), Some(Value::Float(v))) = (profile.registers.get(idx), device.values.get(idx))
-            else {
-                continue;
-            };
-            for path in def.paths {
-                self.values.entry((i, (*path).to_string())).or_default().push(*v);
-            }
-        }
-    }
-
-    fn stop_requested(&mut self) -> bool {
-        StdInstant::now() >= self.deadline || self.stop_when.as_ref().is_some_and(|f| f(self))
-    }
-}
 
 fn loopback() -> SocketAddr {
     ([127, 0, 0, 1], 0).into()
@@ -94,37 +30,6 @@ fn specs(method: &str, addr: SocketAddr, units: &[u8]) -> Vec<DeviceSpec> {
         .collect()
 }
 
-fn bus_for(specs: Vec<DeviceSpec>) -> Bus {
-    let config = BusConfig::for_spec(&specs[0]);
-    Bus::new(config, specs, Clock::new()).expect("bus")
-}
-
-fn run(bus: &mut Bus, rec: &mut Recorder) {
-    if std::env::var_os("DMC_TEST_DEBUG").is_some() {
-        dbus_modbus_client::logging::init(true);
-    }
-    // The recorder's deadline ends the run; the outer timer is a safety net.
-    let limit = rec.deadline + Duration::from_secs(5);
-    future::block_on(future::or(bus.run(rec), async {
-        async_io::Timer::at(limit).await;
-    }));
-}
-
-/// Some values were delivered, and every one of them is one the simulator served.
-fn assert_all_served(rec: &Recorder, sim: &SimHandle, dev: usize, unit: u8, path: &str, quantity: &str) {
-    let delivered = rec.delivered(dev, path);
-    assert!(!delivered.is_empty(), "no {path} delivered");
-    let served = sim.served(unit, quantity);
-    for v in delivered {
-        // The register is an f32 on the wire; the served log holds it exactly.
-        assert!(
-            served.iter().any(|s| (s - v).abs() <= 1e-9 * s.abs().max(1.0)),
-            "{path} = {v} was never served (served {} values)",
-            served.len()
-        );
-    }
-}
-
 /// Both devices identified and their values equal what was served; then the
 /// inverter goes silent: it is declared lost and backed off while the meter
 /// keeps being read. (Finding it again is engine_sim's business.)
@@ -136,7 +41,7 @@ fn identify_serve_and_back_off(method: &str, sim: &SimHandle, addr: SocketAddr) 
     let mut rec = Recorder::until(Duration::from_secs(20), |r| {
         r.had(0, PresenceChange::Ready)
             && r.had(1, PresenceChange::Ready)
-            && r.reads[1] > 12
+            && r.reads[1].len() > 12
             && !r.delivered(0, "/Ac/Power").is_empty()
     });
     run(&mut bus, &mut rec);
@@ -159,14 +64,18 @@ fn identify_serve_and_back_off(method: &str, sim: &SimHandle, addr: SocketAddr) 
     // While the inverter backs off, the meter is read on; the inverter is
     // asked far less often than the meter (no timing is asserted).
     let before = sim.stats();
-    let mut silent = Recorder::until(Duration::from_secs(5), |r| r.reads[1] > 8);
+    let mut silent = Recorder::until(Duration::from_secs(5), |r| r.reads[1].len() > 8);
     run(&mut bus, &mut silent);
     let after = sim.stats();
     let asked = |unit: u8| {
         let count = |s: &dmc_hil::Stats| s.unit(unit).map_or(0, |c| c.requests);
         count(&after) - count(&before)
     };
-    assert!(silent.reads[1] > 8, "meter starved while the inverter is silent: {} reads", silent.reads[1]);
+    assert!(
+        silent.reads[1].len() > 8,
+        "meter starved while the inverter is silent: {} reads",
+        silent.reads[1].len()
+    );
     assert!(asked(1) < asked(2) / 2, "inverter asked {} times, meter {} times", asked(1), asked(2));
     assert_all_served(&silent, sim, 1, 2, "/Ac/Power", "power");
 }
@@ -198,9 +107,9 @@ fn tcp_server_goes_away_and_the_engine_reconnects() {
     let sim = SimHandle::spawn_tcp(config(), loopback()).expect("simulator");
     let addr = sim.tcp_addr().expect("tcp address");
     let mut bus = bus_for(specs("tcp", addr, &[2]));
-    let mut rec = Recorder::until(Duration::from_secs(6), |r| r.reads[0] > 3);
+    let mut rec = Recorder::until(Duration::from_secs(6), |r| r.reads[0].len() > 3);
     run(&mut bus, &mut rec);
-    assert!(rec.reads[0] > 3, "no reads: {:?}", rec.changes);
+    assert!(rec.reads[0].len() > 3, "no reads: {:?}", rec.changes);
     assert_eq!(bus.stats().opens, 1);
 
     // The server closes every connection and stops listening.
@@ -210,11 +119,11 @@ fn tcp_server_goes_away_and_the_engine_reconnects() {
 
     let sim = SimHandle::spawn_tcp(config(), addr).expect("simulator again on the same port");
     let mut back = Recorder::until(Duration::from_secs(10), |r| {
-        r.reads[0] > 3 && !r.delivered(0, "/Ac/Power").is_empty()
+        r.reads[0].len() > 3 && !r.delivered(0, "/Ac/Power").is_empty()
     });
     run(&mut bus, &mut back);
     assert!(bus.stats().opens >= 2, "never reconnected");
-    assert!(back.reads[0] > 3, "no reads after the server returned: {:?}", back.changes);
+    assert!(back.reads[0].len() > 3, "no reads after the server returned: {:?}", back.changes);
     assert_all_served(&back, &sim, 0, 2, "/Ac/Power", "power");
 }
 
@@ -224,7 +133,7 @@ fn tcp_and_pty_serve_one_bus() {
     let mut sim = SimHandle::spawn_pty(SimConfig::with_units(&[(2, DeviceKind::Sdm230)])).expect("simulator");
     let addr = sim.serve_tcp(loopback(), false).expect("tcp");
     let mut bus = bus_for(specs("tcp", addr, &[2]));
-    let mut rec = Recorder::until(Duration::from_secs(6), |r| r.reads[0] > 3);
+    let mut rec = Recorder::until(Duration::from_secs(6), |r| r.reads[0].len() > 3);
     run(&mut bus, &mut rec);
     assert_all_served(&rec, &sim, 0, 2, "/Ac/Power", "power");
     assert!(sim.stats().unit(2).is_some_and(|c| c.responses > 3));
@@ -269,7 +178,7 @@ fn udp_each_datagram_is_one_whole_frame() {
     let (proxy, stop) = udp_proxy_with_runts(sim.udp_addr().expect("udp address"));
     let mut bus = bus_for(specs("udp", proxy, &[2]));
     let mut rec =
-        Recorder::until(Duration::from_secs(6), |r| r.had(0, PresenceChange::Ready) && r.reads[0] > 3);
+        Recorder::until(Duration::from_secs(6), |r| r.had(0, PresenceChange::Ready) && r.reads[0].len() > 3);
     run(&mut bus, &mut rec);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     // A runt must not swallow the start of the good reply that follows it.

@@ -6,6 +6,8 @@
 //! [`PrivateBus::command`], which sets `DBUS_SESSION_BUS_ADDRESS`.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod recorder;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
