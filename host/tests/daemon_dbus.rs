@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::{Background, PrivateBus};
 use dbus_modbus_client::daemon::{self, DaemonOptions};
-use dbus_modbus_client::settings::standin::SettingsStandin;
 use dbus_modbus_client::spec::DeviceSpec;
 use dmc_hil::serve::{SimConfig, SimHandle};
 use zbus::zvariant::OwnedValue;
@@ -94,11 +93,7 @@ fn daemon_publishes_meter_and_inverter_like_victron_drivers() {
     let bg = Background::start();
     let sim = SimHandle::spawn_pty(SimConfig::default()).expect("simulator");
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("settings.txt");
-    let choice = bus.bus();
-    let spawner = bg.spawner.clone();
-    let standin =
-        bg.block_on(async move { SettingsStandin::start(file, &choice, &spawner).await }).expect("standin");
+    let standin = common::start_standin(&bus, &bg, dir.path().join("settings.txt"));
 
     let stop = Arc::new(AtomicBool::new(false));
     let devices = [1u8, 2]

@@ -25,11 +25,7 @@ fn setup() -> Option<Setup> {
     let bg = Background::start();
     let sim = SimHandle::spawn_pty(SimConfig::default()).expect("simulator");
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("settings.txt");
-    let choice = bus.bus();
-    let spawner = bg.spawner.clone();
-    let standin =
-        bg.block_on(async move { SettingsStandin::start(file, &choice, &spawner).await }).expect("standin");
+    let standin = common::start_standin(&bus, &bg, dir.path().join("settings.txt"));
     Some(Setup { bus, bg, sim, _standin: standin, _dir: dir })
 }
 

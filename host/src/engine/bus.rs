@@ -467,18 +467,13 @@ impl Bus {
     }
 
     async fn probe(&mut self, i: usize, observer: &mut (dyn Observer + Send)) {
-        let Some(dev) = self.devices.get(i) else { return };
-        let Some((bank, address, count)) = dev.next_probe() else { return };
-        let unit = dev.spec.unit;
-        let timeout = dev.timeout();
-        let turnaround = dev.expected_turnaround();
+        let Some((bank, address, count)) = self.devices.get(i).and_then(Device::next_probe) else { return };
         let request = read_request(bank, address, count);
-        let ex = self.transact(unit, &request, timeout, turnaround, observer).await;
+        let Some(ex) = self.transact_for(i, &request, observer).await else { return };
         let now = ex.done_at;
         fill_words(&self.master, &mut self.words);
         let words = self.words.as_slice();
         let Some(dev) = self.devices.get_mut(i) else { return };
-        dev.stats.requests += 1;
         let change = match ex.result {
             Ok(()) => {
                 dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
@@ -520,14 +515,10 @@ impl Bus {
         block: usize,
         observer: &mut (dyn Observer + Send),
     ) {
-        let Some(dev) = self.devices.get(i) else { return };
-        let Some(b) = dev.blocks().get(block).copied() else { return };
-        let unit = dev.spec.unit;
-        let timeout = dev.timeout();
-        let turnaround = dev.expected_turnaround();
+        let Some(b) = self.devices.get(i).and_then(|d| d.blocks().get(block).copied()) else { return };
         let request = read_request(b.bank, b.start, b.count);
         let started = self.clock.now();
-        let ex = self.transact(unit, &request, timeout, turnaround, observer).await;
+        let Some(ex) = self.transact_for(i, &request, observer).await else { return };
         let now = ex.done_at;
         // Identity blocks count as read only once they succeed (or are refused).
         let mark = b.class != PollClass::Once || !matches!(ex.result, Err(TransactionError::Timeout));
@@ -537,7 +528,6 @@ impl Bus {
         fill_words(&self.master, &mut self.words);
         let words = self.words.as_slice();
         let Some(dev) = self.devices.get_mut(i) else { return };
-        dev.stats.requests += 1;
         let change = match ex.result {
             Ok(()) => {
                 dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
@@ -576,24 +566,20 @@ impl Bus {
                 return;
             }
         };
-        let Some(dev) = self.devices.get(cmd.device) else {
-            let _ = cmd.reply.try_send(Err(CommandError::Unavailable));
-            return;
-        };
-        if self.link.is_none() || matches!(dev.presence, Presence::NotAnswering { .. }) {
+        let answering = self
+            .devices
+            .get(cmd.device)
+            .is_some_and(|d| !matches!(d.presence, Presence::NotAnswering { .. }));
+        if self.link.is_none() || !answering {
             let _ = cmd.reply.try_send(Err(CommandError::Unavailable));
             return;
         }
-        let unit = dev.spec.unit;
-        let timeout = dev.timeout();
-        let turnaround = dev.expected_turnaround();
-        let ex = self.transact(unit, &request, timeout, turnaround, observer).await;
+        let Some(ex) = self.transact_for(cmd.device, &request, observer).await else { return };
         let reply = match ex.result {
             Ok(()) => Ok(with_master!(&self.master, m => m.response_pdu().to_vec())),
             Err(e) => Err(CommandError::Failed(e.to_string())),
         };
         if let Some(dev) = self.devices.get_mut(cmd.device) {
-            dev.stats.requests += 1;
             match &ex.result {
                 Ok(()) => dev.stats.responses += 1,
                 Err(TransactionError::Exception(_)) => dev.stats.exceptions += 1,
@@ -602,6 +588,23 @@ impl Bus {
             }
         }
         let _ = cmd.reply.try_send(reply);
+    }
+
+    /// One transaction for device `i`, with its adaptive timeout and learned
+    /// turnaround; counts the request. `None`: no such device.
+    async fn transact_for(
+        &mut self,
+        i: usize,
+        request: &Request<'_>,
+        observer: &mut (dyn Observer + Send),
+    ) -> Option<Exchange> {
+        let dev = self.devices.get(i)?;
+        let (unit, timeout, turnaround) = (dev.spec.unit, dev.timeout(), dev.expected_turnaround());
+        let ex = self.transact(unit, request, timeout, turnaround, observer).await;
+        if let Some(dev) = self.devices.get_mut(i) {
+            dev.stats.requests += 1;
+        }
+        Some(ex)
     }
 
     /// One transaction on the link: wait for the line, send, collect the answer.

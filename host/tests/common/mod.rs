@@ -123,6 +123,20 @@ impl Drop for Background {
     }
 }
 
+/// Starts the built-in settings stand-in on `bus`, persisting to `file`.
+pub fn start_standin(
+    bus: &PrivateBus,
+    bg: &Background,
+    file: std::path::PathBuf,
+) -> dbus_modbus_client::settings::standin::SettingsStandin {
+    let choice = bus.bus();
+    let spawner = bg.spawner.clone();
+    bg.block_on(async move {
+        dbus_modbus_client::settings::standin::SettingsStandin::start(file, &choice, &spawner).await
+    })
+    .expect("settings stand-in")
+}
+
 /// Skips the test (returns) when no dbus-daemon is available.
 #[macro_export]
 macro_rules! bus_or_skip {
