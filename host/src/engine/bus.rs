@@ -543,7 +543,7 @@ impl Bus {
             }
             Err(e) => dev.failed(failure_of(&e), now),
         };
-        let dev = &self.devices[i];
+        let Some(dev) = self.devices.get(i) else { return };
         if let Some(change) = change {
             match change {
                 PresenceChange::Lost => log::warn!("{}: not answering; retrying with back-off", dev.spec),
