@@ -31,6 +31,8 @@ const MAX_STEPS: u64 = 200_000;
 pub struct UnitCounters {
     /// Requests with a good CRC addressed to this unit.
     pub requests: u64,
+    /// Among them, FC23 read/write requests (VregLink traffic).
+    pub read_writes: u64,
     /// Responses put on the wire (normal or exception, faulty or not).
     pub responses: u64,
     /// Exception responses among them.
@@ -93,6 +95,7 @@ impl Stats {
         for (unit, _, c) in &self.units {
             let fields = [
                 ("requests", c.requests),
+                ("read_writes", c.read_writes),
                 ("responses", c.responses),
                 ("exceptions", c.exceptions),
                 ("writes_applied", c.writes_applied),
@@ -343,6 +346,9 @@ impl Bus {
         let now = self.time_at(wall_s);
         let Some(unit) = self.units.get_mut(idx) else { return Vec::new() };
         unit.counters.requests += 1;
+        if matches!(request, ModelRequest::ReadWrite { .. }) {
+            unit.counters.read_writes += 1;
+        }
         if unit.faults.silent || !unit.device.is_awake() {
             unit.counters.unanswered += 1;
             return Vec::new();

@@ -46,6 +46,14 @@ pub fn parse_request(adu: &[u8]) -> Result<(u8, ModelRequest), FrameError> {
         Ok(Request::WriteMultipleRegisters { address, values }) => {
             ModelRequest::WriteMultiple { start: address, values: values.iter().collect() }
         }
+        Ok(Request::ReadWriteMultipleRegisters { read_address, read_quantity, write_address, values }) => {
+            ModelRequest::ReadWrite {
+                read_start: read_address,
+                read_count: read_quantity,
+                write_start: write_address,
+                values: values.iter().collect(),
+            }
+        }
         Ok(other) => ModelRequest::Other { function: other.function().value() },
         Err(PduError::UnsupportedFunction { function: FC_DIAGNOSTICS }) if pdu.len() == 5 => {
             let word = |i: usize| u16::from_be_bytes([pdu[i], pdu[i + 1]]);
@@ -88,6 +96,8 @@ pub fn encode_response(unit: u8, function: u8, reply: &ModelReply) -> Option<Vec
             let words = Words::from_slice(words);
             let response = if function == FunctionCode::ReadHoldingRegisters.value() {
                 Response::ReadHoldingRegisters(words)
+            } else if function == FunctionCode::ReadWriteMultipleRegisters.value() {
+                Response::ReadWriteMultipleRegisters(words)
             } else {
                 Response::ReadInputRegisters(words)
             };
@@ -130,6 +140,15 @@ pub fn encode_request(unit: u8, request: &ModelRequest) -> Option<Vec<u8>> {
         ModelRequest::WriteMultiple { start, values: v } => {
             values = v.clone();
             Request::WriteMultipleRegisters { address: *start, values: Words::from_slice(&values) }
+        }
+        ModelRequest::ReadWrite { read_start, read_count, write_start, values: v } => {
+            values = v.clone();
+            Request::ReadWriteMultipleRegisters {
+                read_address: *read_start,
+                read_quantity: *read_count,
+                write_address: *write_start,
+                values: Words::from_slice(&values),
+            }
         }
         ModelRequest::Diagnostics { sub_function, data } => {
             let [s0, s1] = sub_function.to_be_bytes();

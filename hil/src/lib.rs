@@ -18,6 +18,10 @@
 //! // dropped: threads stop, pty closes
 //! ```
 //!
+//! The Victron VM-3P75CT (three phase, VregLink over FC23 at 0x4000) joins
+//! with `SimConfig::default().with_unit(3, DeviceKind::Vm3p75ct)`; its VregLink
+//! traffic is counted in [`UnitCounters::read_writes`].
+//!
 //! Layers: [`model`] (what each device stores and answers, from
 //! `docs/devices.md`), [`bus`] (units, faults, counters; sans-IO), [`serve`]
 //! (pty/serial threads with real-line timing), [`net`] (the same bus over

@@ -1,6 +1,6 @@
 //! `dmc-hil`: run device simulators, the hardware-in-the-loop bench, or replay a capture.
 //!
-//! `dmc-hil sim` serves a simulated SDM230 + Growatt MIN bus on a pty or a real
+//! `dmc-hil sim` serves a simulated SDM230 + Growatt MIN + VM-3P75CT bus on a pty or a real
 //! port, and/or over Modbus TCP, Modbus UDP or RTU over TCP; `dmc-hil ctl` talks to a running simulator's control socket;
 //! `dmc-hil bench` checks whatever answers on a port; `dmc-hil replay`
 //! re-decodes a capture recorded by the bench.
@@ -79,7 +79,8 @@ fn parse_unit(s: &str) -> Result<u8, String> {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Simulate an RS485 bus: SDM230 (unit 2) and Growatt MIN TL-X (unit 1), on a pty, a serial
+    /// Simulate an RS485 bus: SDM230 (unit 2), Growatt MIN TL-X (unit 1) and Victron VM-3P75CT
+    /// (unit 3, with VregLink), on a pty, a serial
     /// port and/or the network (--tcp, --udp, --rtu-over-tcp).
     #[command(after_help = concat!(
         "Control channel (Unix socket, one command per line, reply `ok ...` or `err ...`):\n  ",
@@ -89,9 +90,10 @@ enum Command {
         "  fault UNIT|all delay MS | exception input|holding|any FIRST LAST CODE | exception off | refuse-writes CODE|off\n",
         "  turnaround UNIT|all MS|auto\n",
         "  set UNIT NAME VALUE   (sdm230: power W|auto, voltage, frequency, import_energy, export_energy, serial;\n",
-        "                         growatt: pv W|auto, fault CODE|off, awake on|off|auto, active_rate, on_off, peak_pv)\n",
+        "                         growatt: pv W|auto, fault CODE|off, awake on|off|auto, active_rate, on_off, peak_pv;\n",
+        "                         vm3p75ct: power W|auto, voltage, description, serial, phase_config, role, vreg_fail on|off)\n",
         "  get UNIT NAME | last UNIT NAME | served UNIT NAME\n",
-        "UNIT is an address (2) or a device name (sdm230, growatt).\n\n",
+        "UNIT is an address (2) or a device name (sdm230, growatt, vm3p75ct).\n\n",
         "Script file (--script): lines `SECONDS COMMAND`, e.g. `10.0 fault growatt silent on`, `25.0 set sdm230 power -1500`."
     ))]
     Sim {
@@ -118,6 +120,9 @@ enum Command {
         /// Unit address of the simulated Growatt MIN TL-X (0 or none: absent).
         #[arg(long, default_value = "1", value_parser = parse_unit)]
         growatt: u8,
+        /// Unit address of the simulated Victron VM-3P75CT energy meter (0 or none: absent).
+        #[arg(long, default_value = "3", value_parser = parse_unit)]
+        vm3p75ct: u8,
         /// Wall seconds per simulated day (compresses the PV day curve and energy counters).
         #[arg(long, default_value_t = 86_400.0)]
         day_seconds: f64,
@@ -198,6 +203,7 @@ fn main() -> ExitCode {
             line,
             sdm230,
             growatt,
+            vm3p75ct,
             day_seconds,
             start_hour,
             turnaround,
@@ -212,6 +218,9 @@ fn main() -> ExitCode {
             }
             if sdm230 != 0 {
                 units.push((sdm230, DeviceKind::Sdm230));
+            }
+            if vm3p75ct != 0 {
+                units.push((vm3p75ct, DeviceKind::Vm3p75ct));
             }
             let sim = SimArgs {
                 pty,
@@ -336,7 +345,7 @@ fn run_sim(a: SimArgs) -> Result<(), String> {
         return Err(format!("--day-seconds must be at least 1, got {}", a.day_seconds));
     }
     if a.units.is_empty() {
-        return Err("no device to simulate (both --sdm230 and --growatt are none)".to_string());
+        return Err("no device to simulate (--sdm230, --growatt and --vm3p75ct are all none)".to_string());
     }
     let script = a.script.as_deref().map(Script::load).transpose()?;
     let config = SimConfig {

@@ -71,6 +71,14 @@ impl SimConfig {
     pub fn with_units(units: &[(u8, DeviceKind)]) -> Self {
         SimConfig { units: units.to_vec(), ..SimConfig::default() }
     }
+
+    /// Adds (or replaces) the device at `unit`: `SimConfig::default().with_unit(3,
+    /// DeviceKind::Vm3p75ct)` is the `dmc-hil sim` default bus with the VregLink meter.
+    pub fn with_unit(mut self, unit: u8, kind: DeviceKind) -> Self {
+        self.units.retain(|(u, _)| *u != unit);
+        self.units.push((unit, kind));
+        self
+    }
 }
 
 /// State shared by the serial, control and script threads.

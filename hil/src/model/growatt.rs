@@ -443,7 +443,9 @@ impl Device for GrowattMin {
                 .write(*start, values)
                 .map(|()| ModelReply::WriteMultiple { start: *start, count: values.len() as u16 }),
             ModelRequest::WriteMultiple { .. } => Err(ILLEGAL_DATA_VALUE),
-            ModelRequest::Diagnostics { .. } | ModelRequest::Other { .. } => Err(ILLEGAL_FUNCTION),
+            ModelRequest::Diagnostics { .. }
+            | ModelRequest::ReadWrite { .. }
+            | ModelRequest::Other { .. } => Err(ILLEGAL_FUNCTION),
             ModelRequest::Invalid { code, .. } => Err(*code),
         };
         // A new power rate acts at once (the next read shows it).

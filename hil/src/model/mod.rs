@@ -13,12 +13,12 @@
 //! letting the bus decode what it actually served ("last served power") so
 //! tests can compare the daemon's published values against the wire.
 //!
-//! Adding a device (the Victron VM-3P75CT at unit 3 is next): add a module
-//! with a type implementing [`Device`], a variant in [`DeviceKind`], and a
-//! constructor arm in [`DeviceKind::build`].
+//! Adding a device: add a module with a type implementing [`Device`], a
+//! variant in [`DeviceKind`], and a constructor arm in [`DeviceKind::build`].
 
 pub mod growatt;
 pub mod sdm230;
+pub mod vm3p75ct;
 
 use std::collections::BTreeMap;
 
@@ -76,6 +76,17 @@ pub enum ModelRequest {
         /// New values, one per register.
         values: Vec<u16>,
     },
+    /// FC23 read/write multiple registers (the write half is applied first).
+    ReadWrite {
+        /// First register read.
+        read_start: u16,
+        /// Registers read.
+        read_count: u16,
+        /// First register written.
+        write_start: u16,
+        /// Values written, one per register.
+        values: Vec<u16>,
+    },
     /// FC08 diagnostics.
     Diagnostics {
         /// Sub-function.
@@ -106,6 +117,7 @@ impl ModelRequest {
             ModelRequest::Read { bank: Bank::Input, .. } => 0x04,
             ModelRequest::WriteSingle { .. } => 0x06,
             ModelRequest::WriteMultiple { .. } => 0x10,
+            ModelRequest::ReadWrite { .. } => 0x17,
             ModelRequest::Diagnostics { .. } => 0x08,
             ModelRequest::Other { function } | ModelRequest::Invalid { function, .. } => *function,
         }
@@ -123,6 +135,10 @@ impl ModelRequest {
             ModelRequest::WriteSingle { addr, .. } => Some((Bank::Holding, *addr, 1)),
             ModelRequest::WriteMultiple { start, values } => {
                 Some((Bank::Holding, *start, u16::try_from(values.len()).unwrap_or(u16::MAX)))
+            }
+            // The read half: what an `exception` fault on a range hits, and what is served.
+            ModelRequest::ReadWrite { read_start, read_count, .. } => {
+                Some((Bank::Holding, *read_start, *read_count))
             }
             _ => None,
         }
@@ -274,6 +290,8 @@ pub enum DeviceKind {
     Sdm230,
     /// Growatt MIN TL-X PV inverter.
     GrowattMin,
+    /// Victron Energy Meter VM-3P75CT (three phase, VregLink).
+    Vm3p75ct,
 }
 
 impl DeviceKind {
@@ -282,6 +300,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Sdm230 => "sdm230",
             DeviceKind::GrowattMin => "growatt",
+            DeviceKind::Vm3p75ct => "vm3p75ct",
         }
     }
 
@@ -290,6 +309,7 @@ impl DeviceKind {
         match name {
             "sdm230" => Some(DeviceKind::Sdm230),
             "growatt" => Some(DeviceKind::GrowattMin),
+            "vm3p75ct" => Some(DeviceKind::Vm3p75ct),
             _ => None,
         }
     }
@@ -299,6 +319,7 @@ impl DeviceKind {
         match self {
             DeviceKind::Sdm230 => Box::new(sdm230::Sdm230::new(t)),
             DeviceKind::GrowattMin => Box::new(growatt::GrowattMin::new(unit, t)),
+            DeviceKind::Vm3p75ct => Box::new(vm3p75ct::Vm3p75ct::new(t)),
         }
     }
 }

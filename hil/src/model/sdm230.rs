@@ -256,9 +256,9 @@ impl Device for Sdm230 {
                 ModelReply::Diagnostics { sub_function: 0, data: *data }
             }
             ModelRequest::Diagnostics { .. } => ModelReply::Exception(ILLEGAL_DATA_VALUE),
-            ModelRequest::WriteSingle { .. } | ModelRequest::Other { .. } => {
-                ModelReply::Exception(ILLEGAL_FUNCTION)
-            }
+            ModelRequest::WriteSingle { .. }
+            | ModelRequest::ReadWrite { .. }
+            | ModelRequest::Other { .. } => ModelReply::Exception(ILLEGAL_FUNCTION),
             ModelRequest::Invalid { code, .. } => ModelReply::Exception(*code),
         }
     }
