@@ -6,6 +6,7 @@
 //! * [`dbus`]: Victron BusItem services (one connection per service, low-level dispatcher).
 //! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
 //! * [`logging`]: the one-line stderr logger for multilog.
+//! * [`vreg`]: VregLink (`GetVreg` / `SetVreg` on `/Devices/0/VregLink`) over the command queue.
 
 pub mod daemon;
 pub mod dbus;
@@ -18,3 +19,4 @@ pub mod probe;
 pub mod publish;
 pub mod settings;
 pub mod spec;
+pub mod vreg;

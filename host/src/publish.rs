@@ -16,7 +16,9 @@
 //! `/StatusCode` 8 (Standby); it is removed only after
 //! [`PublisherConfig::sleep_removal`] (default 24 h).
 //!
-//! Writes: `/CustomName` and `/Position` go to settings; a writable register
+//! Writes: a path the profile routes through VregLink (`/CustomName` on the
+//! Victron meters) goes to the device ([`crate::vreg`]); otherwise
+//! `/CustomName` and `/Position` go to settings; a writable register
 //! path is encoded by the profile (range checked first) and written through
 //! the bus's command queue, and the SetValue answer waits for the device.
 
@@ -35,6 +37,7 @@ use crate::dbus::{BusChoice, Item, ItemValue, Service, ServiceBuilder, SetReques
 use crate::engine::bus::{Command, CommandError};
 use crate::engine::{Device, Observer, PresenceChange};
 use crate::settings::client::{device_settings, SettingsClient};
+use crate::vreg::{DeviceEntry, VregPort};
 
 /// How long a meter may be silent before its service is removed (upstream: 5 s).
 pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
@@ -76,6 +79,8 @@ struct Slot {
     needs_full_update: bool,
     /// The device is asleep (values set to the night state).
     asleep: bool,
+    /// The device answers (VregLink calls fail at once otherwise).
+    online: Arc<AtomicBool>,
 }
 
 type SharedSlot = Arc<Mutex<Slot>>;
@@ -129,12 +134,16 @@ impl Publisher {
         let config = self.config.clone();
         let commands = self.commands.clone();
         let device_index = i;
-        let generation = lock(&slot).generation;
+        let (generation, online) = {
+            let s = lock(&slot);
+            (s.generation, s.online.clone())
+        };
         self.config
             .spawner
             .spawn(async move {
                 loop {
-                    match register(&config, snapshot.clone(), commands.clone(), device_index).await {
+                    let port = (commands.clone(), device_index, online.clone());
+                    match register(&config, snapshot.clone(), port).await {
                         Ok(service) => {
                             let mut s = lock(&slot);
                             s.registering = false;
@@ -227,6 +236,7 @@ impl Observer for Publisher {
     fn presence(&mut self, i: usize, device: &Device, change: PresenceChange, _now: Instant) {
         let slot = self.slot(i);
         lock(&slot).generation += 1;
+        lock(&slot).online.store(change != PresenceChange::Lost, Ordering::Relaxed);
         let may_sleep = device.profile.is_some_and(|p| p.may_sleep);
         match change {
             PresenceChange::Identified => {}
@@ -276,6 +286,7 @@ impl Observer for Publisher {
             let text = item_text(def, value);
             for path in def.paths {
                 let _ = service.set(path, item.clone(), text.clone());
+                crate::vreg::mirror(&service, path, &item, &text);
             }
         };
         if full {
@@ -389,11 +400,13 @@ async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile)
     out
 }
 
+/// The device's command queue, its index on the bus, and its online flag.
+type DevicePort = (async_channel::Sender<Command>, usize, Arc<AtomicBool>);
+
 async fn register(
     config: &Arc<PublisherConfig>,
     snap: Snapshot,
-    commands: async_channel::Sender<Command>,
-    device_index: usize,
+    (commands, device_index, online): DevicePort,
 ) -> Result<Arc<Service>, String> {
     let profile = snap.profile;
     let ident = profile
@@ -447,14 +460,19 @@ async fn register(
             if let WritePolicy::Writable { .. } = def.write {
                 item = item.writable().with_kind(ValueKind::Double);
             }
-            add(&mut b, path, item);
+            add(&mut b, path, crate::vreg::routed_item(profile, path, item));
         }
+    }
+    let vreg = profile.vreglink.map(|v| VregPort::new(v, device_index, commands.clone(), online));
+    if let Some(port) = &vreg {
+        let entry = DeviceEntry { instance: settings.instance, service_name: &name, profile };
+        crate::vreg::add_device_entry(&mut b, &entry, port.clone());
     }
     let (owner_tx, owner_rx) = async_channel::bounded::<SetRequest>(8);
     b.owner(owner_tx).properties_changed_on_flush(config.properties_changed);
     let service = b.register(&config.bus, &config.spawner).await.map_err(|e| format!("{name}: {e}"))?;
     log::info!("{}: registered {name} (instance {})", snap.spec, settings.instance);
-    let owner = Owner { config: config.clone(), profile, ident, commands, device_index };
+    let owner = Owner { config: config.clone(), profile, ident, commands, device_index, vreg };
     config.spawner.spawn(owner.serve(owner_rx)).detach();
     Ok(Arc::new(service))
 }
@@ -466,6 +484,8 @@ struct Owner {
     ident: String,
     commands: async_channel::Sender<Command>,
     device_index: usize,
+    /// Paths the profile writes through VregLink go here.
+    vreg: Option<VregPort>,
 }
 
 impl Owner {
@@ -477,6 +497,11 @@ impl Owner {
     }
 
     async fn decide(&self, path: &str, value: &ItemValue) -> bool {
+        if let Some(port) = &self.vreg {
+            if let Some(accepted) = port.set_path(path, value).await {
+                return accepted;
+            }
+        }
         match path {
             "/CustomName" => self.save_setting("CustomName", value).await,
             "/Position" => {

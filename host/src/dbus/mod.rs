@@ -15,7 +15,7 @@ pub mod service;
 
 pub use bus::{connect, BusChoice, BusConnection, Spawner};
 pub use item::{ItemValue, ValueKind};
-pub use service::{CallHook, CallTarget, Item, ItemTree, Service, ServiceBuilder, SetRequest};
+pub use service::{CallHook, CallTarget, DeferredReply, Item, ItemTree, Service, ServiceBuilder, SetRequest};
 
 /// The BusItem interface name.
 pub const BUSITEM: &str = "com.victronenergy.BusItem";

@@ -12,6 +12,8 @@
 //! answer is awaited in a spawned task.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_executor::Task;
@@ -313,9 +315,19 @@ pub struct CallTarget<'a> {
     pub member: &'a str,
 }
 
+/// An answer that is computed later (it waits for a device): the messages to send, reply first.
+pub type DeferredReply = Pin<Box<dyn Future<Output = Vec<Message>> + Send + 'static>>;
+
 /// Lets a service answer extra methods or override BusItem ones (the settings stand-in).
 pub trait CallHook: Send + Sync + 'static {
-    /// Called first for every method call. `Some(messages)`: send these (the reply first, then
+    /// Called before [`CallHook::handle`]. `Some(future)`: the dispatcher moves on at once and
+    /// a spawned task sends what the future yields, so a slow answer (VregLink waiting for the
+    /// Modbus bus) never holds up other calls.
+    fn defer(&self, _tree: &ItemTree, _call: &Message, _target: CallTarget<'_>) -> Option<DeferredReply> {
+        None
+    }
+
+    /// Called first for every method call not deferred. `Some(messages)`: send these (the reply first, then
     /// any signals) instead of the default handling.
     fn handle(&self, tree: &ItemTree, call: &Message, target: CallTarget<'_>) -> Option<Vec<Message>>;
 
@@ -361,6 +373,11 @@ impl ServiceBuilder {
     pub fn add(&mut self, path: &str, item: Item) -> Result<&mut Self, Error> {
         self.tree.insert(path, item)?;
         Ok(self)
+    }
+
+    /// A copy of an item added so far.
+    pub fn item(&self, path: &str) -> Option<Item> {
+        self.tree.get(path)
     }
 
     /// Remote writes that pass the checks are sent here; without an owner they are stored
@@ -527,12 +544,24 @@ async fn dispatch_loop(mut stream: MessageStream, conn: Connection, shared: Arc<
                 let task = ask_owner(conn.clone(), shared.clone(), msg, owner, path, value);
                 spawner.spawn(task).detach();
             }
+            Action::Defer(reply) => {
+                let (conn, name) = (conn.clone(), shared.name.clone());
+                let task = async move {
+                    for m in reply.await {
+                        if let Err(e) = conn.send(&m).await {
+                            log::warn!("{name}: sending a deferred reply failed: {e}");
+                        }
+                    }
+                };
+                spawner.spawn(task).detach();
+            }
         }
     }
 }
 
 enum Action {
     Send(Vec<Message>),
+    Defer(DeferredReply),
     AskOwner { owner: async_channel::Sender<SetRequest>, path: String, value: ItemValue },
 }
 
@@ -626,6 +655,9 @@ fn handle_call(shared: &Shared, msg: &Message) -> Action {
     let member = header.member().map(|m| m.as_str()).unwrap_or("");
     let target = CallTarget { path, interface, member };
     if let Some(hook) = &shared.hook {
+        if let Some(reply) = hook.defer(&shared.tree, msg, target) {
+            return Action::Defer(reply);
+        }
         if let Some(messages) = hook.handle(&shared.tree, msg, target) {
             return Action::Send(messages);
         }
