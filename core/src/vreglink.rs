@@ -653,6 +653,40 @@ mod tests {
     }
 
     #[test]
+    fn test_seed_examples_through_the_builders() {
+        // Seed 001 "VregLink" examples, built with the builders (a block whose read window is
+        // the example's 5 registers) and emitted byte for byte.
+        let seed_block = VregLink::new(0x4000, 2);
+        let get = seed_block.get(0x0100).unwrap();
+        let mut buf = [0u8; 256];
+        let n = get.request().emit(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[0x17, 0x40, 0x00, 0x00, 0x05, 0x40, 0x00, 0x00, 0x01, 0x02, 0x01, 0x00]);
+        let answer = [0x17, 0x0A, 0x01, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x12, 0x34, 0xFE];
+        let Ok(Ok(crate::pdu::Response::ReadWriteMultipleRegisters(words))) =
+            crate::pdu::Response::parse(&get.request(), &answer)
+        else {
+            panic!("seed answer does not parse");
+        };
+        let reply = get.parse_reply(words).unwrap();
+        assert_eq!((reply.status, reply.data.as_slice()), (0, &[0x00, 0x12, 0x34, 0xFE][..]));
+
+        let set = VM.set(0x010C, b"My Precious").unwrap().with_read_quantity(2).unwrap();
+        let n = set.request().emit(&mut buf).unwrap();
+        let seed = [
+            0x17, 0x40, 0x00, 0x00, 0x02, 0x40, 0x00, 0x00, 0x08, 0x10, 0x01, 0x0C, 0x00, 0x0B, 0x4D, 0x79,
+            0x20, 0x50, 0x72, 0x65, 0x63, 0x69, 0x6f, 0x75, 0x73, 0x00,
+        ];
+        assert_eq!(&buf[..n], &seed[..]);
+        let answer = [0x17, 0x04, 0x01, 0x0C, 0x00, 0x00];
+        let Ok(Ok(crate::pdu::Response::ReadWriteMultipleRegisters(words))) =
+            crate::pdu::Response::parse(&set.request(), &answer)
+        else {
+            panic!("seed answer does not parse");
+        };
+        assert_eq!(set.parse_reply(words).map(|r| r.status), Ok(STATUS_SUCCESS));
+    }
+
+    #[test]
     fn test_status_names() {
         assert_eq!(status_name(0), "success");
         assert_eq!(status_name(0x8002), "read: VREG is write-only");

@@ -1,5 +1,5 @@
 //! VregLink end to end: the daemon publishes a simulated Victron VM-3P75CT (over RTU on a pty,
-//! and over Modbus UDP on loopback) on a private bus, and D-Bus clients (zbus here, `dbus-send`
+//! and over Modbus UDP and Modbus TCP on loopback) on a private bus, and D-Bus clients (zbus here, `dbus-send`
 //! in one test) call `GetVreg` / `SetVreg` on `/Devices/0/VregLink`. The simulator's FC23
 //! counter (`read_writes`) shows which calls reached the wire.
 
@@ -68,6 +68,13 @@ impl Rig {
         let sim = SimHandle::spawn_udp(config, "127.0.0.1:0".parse().expect("addr")).expect("sim");
         let addr = sim.udp_addr().expect("udp address");
         Rig::start(bus, sim, &format!("udp:{}:{}:{UNIT}", addr.ip(), addr.port()))
+    }
+
+    fn tcp(bus: PrivateBus) -> Rig {
+        let config = SimConfig::with_units(&[(UNIT, DeviceKind::Vm3p75ct)]);
+        let sim = SimHandle::spawn_tcp(config, "127.0.0.1:0".parse().expect("addr")).expect("sim");
+        let addr = sim.tcp_addr().expect("tcp address");
+        Rig::start(bus, sim, &format!("tcp:{}:{}:{UNIT}", addr.ip(), addr.port()))
     }
 
     fn wait_for_service(&self) {
@@ -307,4 +314,106 @@ fn vreglink_over_udp_with_dbus_send_and_offline_device() {
         }
     }
     assert!(offline_answered, "no GetVreg was answered without traffic while the meter was silent");
+}
+
+#[test]
+fn vreglink_over_tcp() {
+    let Some(bus) = PrivateBus::start() else { return };
+    let rig = Rig::tcp(bus);
+    assert_eq!(rig.get_vreg(0x0100), (0, vec![0x00, 0x12, 0x34, 0xFE]));
+    assert_eq!(rig.set_vreg(0x010C, "Wärmepumpe".as_bytes()), (0, vec![]));
+    assert_eq!(rig.get_vreg(0x010C), (0, "Wärmepumpe".as_bytes().to_vec()));
+    rig.wait_text("/CustomName", "Wärmepumpe");
+    assert_eq!(rig.get_vreg(0xEE00).0, 0x8002);
+}
+
+/// A GetVreg waiting for its turn on the bus blocks neither its own service's dispatcher nor
+/// another service: the test holds the bus's command queue, so the call stays pending until the
+/// test answers it (no timing involved). The answer it then gives is parsed as a device's.
+#[test]
+fn pending_vreg_call_blocks_no_dispatcher() {
+    use dbus_modbus_client::dbus::{Item, ServiceBuilder};
+    use dbus_modbus_client::engine::bus::{Command, CommandError};
+    use dbus_modbus_client::vreg::{add_device_entry, DeviceEntry, VregPort};
+    use dmc_core::pdu::Response;
+    use dmc_core::profile::victron_em::VM_3P75CT;
+    use dmc_core::vreglink::encode_reply;
+
+    let Some(bus) = PrivateBus::start() else { return };
+    let bg = Background::start();
+    let (commands, queue) = async_channel::unbounded::<Command>();
+    let support = VM_3P75CT.vreglink.expect("the VM-3P75CT has VregLink");
+    let port = VregPort::new(support, 0, commands, Arc::new(AtomicBool::new(true)));
+    let (name, other) = ("com.victronenergy.grid.vreg_pending", "com.victronenergy.grid.vreg_other");
+    let mut meter = ServiceBuilder::new(name);
+    meter.add("/CustomName", Item::new("")).expect("item");
+    add_device_entry(
+        &mut meter,
+        &DeviceEntry { instance: 40, service_name: name, profile: &VM_3P75CT },
+        port,
+    );
+    let mut plain = ServiceBuilder::new(other);
+    plain.add("/Ac/Power", Item::new(1234.0)).expect("item");
+    let (choice, spawner) = (bus.bus(), bg.spawner.clone());
+    let _services = bg.block_on(async move {
+        (
+            meter.register(&choice, &spawner).await.expect("meter"),
+            plain.register(&choice, &spawner).await.expect("other"),
+        )
+    });
+    let address = bus.address().to_string();
+    let conn = bg.block_on(async move {
+        zbus::connection::Builder::address(address.as_str()).expect("address").build().await.expect("connect")
+    });
+    let get_vreg = |id: u16| {
+        let conn = conn.clone();
+        bg.spawner.spawn(async move {
+            let reply = conn.call_method(Some(name), VREG_PATH, Some(VREGLINK), "GetVreg", &(id,)).await?;
+            reply.body().deserialize::<(u16, Vec<u8>)>()
+        })
+    };
+    let get_value = |service: &'static str, path: &'static str| {
+        let conn = conn.clone();
+        async_io::block_on(bg.spawner.spawn(async move {
+            let reply = conn
+                .call_method(Some(service), path, Some("com.victronenergy.BusItem"), "GetValue", &())
+                .await?;
+            reply.body().deserialize::<OwnedValue>()
+        }))
+    };
+
+    let pending = get_vreg(0x0100);
+    let command = async_io::block_on(queue.recv()).expect("the GetVreg reached the command queue");
+    // The FC23 of a GetVreg on the meter's block: read 35 at 0x4000, write [0x0100] at 0x4000.
+    assert_eq!(command.pdu, [0x17, 0x40, 0x00, 0x00, 0x23, 0x40, 0x00, 0x00, 0x01, 0x02, 0x01, 0x00]);
+    // While it waits, both services answer.
+    assert_eq!(
+        get_value(name, "/Devices/0/ProductId").ok().and_then(|v| i32::try_from(v).ok()),
+        Some(0xA1B1)
+    );
+    assert_eq!(get_value(other, "/Ac/Power").ok().and_then(|v| f64::try_from(v).ok()), Some(1234.0));
+    assert!(!pending.is_finished(), "answered before the bus did");
+
+    // The device's answer, as the engine hands it back.
+    let words = encode_reply(0x0100, 0, &[0x00, 0x12, 0x34, 0xFE], 35);
+    let mut pdu = [0u8; 256];
+    let n = Response::ReadWriteMultipleRegisters(dmc_core::pdu::Words::from_slice(&words))
+        .emit(&mut pdu)
+        .expect("emit");
+    command.reply.try_send(Ok(pdu[..n].to_vec())).expect("reply");
+    assert_eq!(async_io::block_on(pending).expect("GetVreg"), (0, vec![0x00, 0x12, 0x34, 0xFE]));
+
+    // A failed transaction, and an answer for another VREG: the op's unknown error.
+    let pending = get_vreg(0x010C);
+    let command = async_io::block_on(queue.recv()).expect("queued");
+    command.reply.try_send(Err(CommandError::Failed("timeout".into()))).expect("reply");
+    assert_eq!(async_io::block_on(pending).expect("GetVreg"), (0x8000, vec![]));
+    let pending = get_vreg(0x010C);
+    let command = async_io::block_on(queue.recv()).expect("queued");
+    let words = encode_reply(0x0100, 0, &[1, 2], 35);
+    let n = Response::ReadWriteMultipleRegisters(dmc_core::pdu::Words::from_slice(&words))
+        .emit(&mut pdu)
+        .expect("emit");
+    command.reply.try_send(Ok(pdu[..n].to_vec())).expect("reply");
+    assert_eq!(async_io::block_on(pending).expect("GetVreg"), (0x8000, vec![]));
 }
