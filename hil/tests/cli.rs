@@ -83,6 +83,11 @@ fn sim_control_script_bench_replay() {
     assert_eq!(text(&power).trim(), "ok -1234");
     let stats = text(&ctl(&socket, "stats"));
     assert!(stats.contains("u1.writes_applied=2"), "{stats}");
+    // The VM-3P75CT is on the bus at unit 3 by default; no VregLink traffic yet.
+    assert!(stats.contains("u3.read_writes=0"), "{stats}");
+    let vm = ctl(&socket, "get vm3p75ct product_id");
+    assert_eq!(text(&vm).trim(), format!("ok {}", 0xA1B1));
+    assert!(ctl(&socket, "set 3 vreg_fail on").status.success());
     let replayed = Command::new(EXE).arg("replay").arg(&capture).output().expect("run replay");
     assert!(
         replayed.status.success() && text(&replayed).contains("all decode as recorded"),
