@@ -327,8 +327,8 @@ pub trait CallHook: Send + Sync + 'static {
         None
     }
 
-    /// Called first for every method call not deferred. `Some(messages)`: send these (the reply first, then
-    /// any signals) instead of the default handling.
+    /// Called for every method call not deferred. `Some(messages)`: send these (the reply
+    /// first, then any signals) instead of the default handling.
     fn handle(&self, tree: &ItemTree, call: &Message, target: CallTarget<'_>) -> Option<Vec<Message>>;
 
     /// Extra interface XML for introspection of an object of `kind`.
