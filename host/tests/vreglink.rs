@@ -151,6 +151,26 @@ impl Drop for Rig {
     }
 }
 
+/// The daemon publishes on `path` a value the simulator served for `quantity` (the core profile's
+/// table against the simulator's, both from devices.md section 4).
+fn check_published(rig: &Rig, path: &str, quantity: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut last = None;
+    while Instant::now() < end {
+        let published = rig
+            .try_value(path)
+            .and_then(|v| f64::try_from(&v).ok().or_else(|| i32::try_from(&v).ok().map(f64::from)));
+        if let Some(p) = published {
+            if rig.sim.served(UNIT, quantity).iter().any(|s| (s - p).abs() < 0.0051) {
+                return;
+            }
+        }
+        last = published;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{path} = {last:?} is no value served for {quantity}: {:?}", rig.sim.served(UNIT, quantity));
+}
+
 /// The seed's worked example (product id 00 12 34 FE), every status code, the description.
 fn check_vreglink(rig: &Rig) {
     assert_eq!(rig.get_vreg(0x0100), (0, vec![0x00, 0x12, 0x34, 0xFE]));
@@ -231,6 +251,34 @@ fn vreglink_over_rtu_get_set_status_codes_and_device_entry() {
         .expect("SetValue");
     assert_eq!(answer, 0);
     assert_eq!(rig.get_vreg(0x0112), (0, vec![9]));
+
+    // Measurements and identity as devices.md section 4 lays them out.
+    for (path, quantity) in [
+        ("/Ac/Power", "power"),
+        ("/Ac/L1/Power", "l1_power"),
+        ("/Ac/L3/Power", "l3_power"),
+        ("/Ac/L1/Voltage", "l1_voltage"),
+        ("/Ac/L2/Current", "l2_current"),
+        ("/Ac/L3/VoltageLineToLine", "l3_voltage_ll"),
+        ("/Ac/L2/PowerFactor", "l2_power_factor"),
+        ("/Ac/Energy/Forward", "energy_forward"),
+        ("/Ac/L1/Energy/Reverse", "l1_energy_reverse"),
+        ("/Ac/Frequency", "frequency"),
+        ("/Ac/PENVoltage", "pen_voltage"),
+        ("/Ac/N/Current", "neutral_current"),
+        ("/Ac/PowerFactor", "power_factor"),
+        ("/N2kSystemInstance", "n2k_system_instance"),
+    ] {
+        check_published(&rig, path, quantity);
+    }
+    assert_eq!(rig.int("/NrOfPhases"), 3);
+    assert_eq!(rig.int("/PhaseSequence"), 0);
+    assert_eq!(rig.int("/Alarms/PhaseRotation"), 0);
+    assert_eq!(rig.int("/Capabilities/HasUdpSnapshots"), 1);
+    assert_eq!(rig.int("/FirmwareVersion"), 0x0109FF);
+    let firmware: String =
+        rig.call("/FirmwareVersion", "com.victronenergy.BusItem", "GetText", ()).expect("text");
+    assert_eq!(firmware, "v1.09");
 
     // /Devices/0 as the D-Bus API page lists it.
     assert_eq!(rig.int("/Devices/0/ProductId"), 0xA1B1);
