@@ -190,6 +190,11 @@ fn check_status_codes(rig: &Rig) {
     assert_eq!(rig.get_vreg(0x0100).0, 0x8000, "unknown error, get");
     assert_eq!(rig.set_vreg(0x010C, b"x").0, 0x8100, "unknown error, set");
     rig.sim.set("vm3p75ct", "vreg_fail", "off").expect("vreg_fail off");
+    // A Modbus exception on the block (below VregLink): the op's unknown error, as upstream.
+    rig.sim.fault("vm3p75ct", "exception holding 0x4000 0x4022 4").expect("exception fault");
+    assert_eq!(rig.get_vreg(0x0100), (0x8000, vec![]), "exception, get");
+    assert_eq!(rig.set_vreg(0x0112, &[1]), (0x8100, vec![]), "exception, set");
+    rig.sim.fault("vm3p75ct", "exception off").expect("exception off");
 
     // More data than the 32-register block carries: 0x8104 at once, nothing on the wire.
     let before = rig.read_writes();
