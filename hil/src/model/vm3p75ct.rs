@@ -117,18 +117,18 @@ const TOTALS: [Quantity; 17] = [
 ];
 
 /// Everything the meter serves as numbers (text registers are separate).
-pub static QUANTITIES: [Quantity; 38] = {
-    let mut out = [TOTALS[0]; 38];
+pub static QUANTITIES: [Quantity; TOTALS.len() + 3 * L1.len()] = {
+    let mut out = [TOTALS[0]; TOTALS.len() + 3 * L1.len()];
     let mut i = 0;
     while i < TOTALS.len() {
         out[i] = TOTALS[i];
         i += 1;
     }
     let mut j = 0;
-    while j < 7 {
-        out[17 + j] = L1[j];
-        out[24 + j] = L2[j];
-        out[31 + j] = L3[j];
+    while j < L1.len() {
+        out[TOTALS.len() + j] = L1[j];
+        out[TOTALS.len() + L1.len() + j] = L2[j];
+        out[TOTALS.len() + 2 * L1.len() + j] = L3[j];
         j += 1;
     }
     out
