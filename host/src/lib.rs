@@ -6,6 +6,7 @@
 //! * [`dbus`]: Victron BusItem services (one connection per service, low-level dispatcher).
 //! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
 //! * [`logging`]: the one-line stderr logger for multilog.
+//! * [`setvalue`]: the pure checks of a remote `SetValue` (fuzzed).
 
 pub mod daemon;
 pub mod dbus;
@@ -17,4 +18,5 @@ pub mod logging;
 pub mod probe;
 pub mod publish;
 pub mod settings;
+pub mod setvalue;
 pub mod spec;
