@@ -11,7 +11,10 @@
 //! - at the end, every meter value the daemon ever published (`ItemsChanged` from any
 //!   connection that owned the grid service, plus `GetItems` after each recovery) is one the
 //!   simulator put on the wire intact ([`SimHandle::served`]): no corrupted, truncated,
-//!   foreign-unit or stale frame ever became a value.
+//!   foreign-unit or stale frame ever became a value. The Growatt's values are checked the
+//!   same way (a late meter reply must not pass for its answer); besides served values it may
+//!   show its night state (power and current 0) whenever it stops answering, which it does
+//!   while the late meter replies hold the line and while the pty is gone.
 
 mod common;
 
@@ -27,6 +30,7 @@ use dmc_hil::UnitCounters;
 use futures_lite::StreamExt;
 use zbus::zvariant::Value;
 
+const GROWATT: u8 = 1;
 const METER: u8 = 2;
 /// Meter paths and the simulator quantity each one shows.
 const METER_PATHS: &[(&str, &str)] = &[
@@ -37,6 +41,18 @@ const METER_PATHS: &[(&str, &str)] = &[
     ("/Ac/Frequency", "frequency"),
     ("/Ac/Energy/Forward", "import_energy"),
 ];
+/// The same for the Growatt (scaled integers: compared to a relative 1e-9, as the daemon and
+/// the simulator scale with different operations).
+const GROWATT_PATHS: &[(&str, &str)] = &[
+    ("/Ac/Power", "ac_power"),
+    ("/Ac/L1/Power", "ac_power"),
+    ("/Ac/L1/Voltage", "voltage"),
+    ("/Ac/L1/Current", "current"),
+    ("/Ac/Frequency", "frequency"),
+];
+/// Service name prefixes.
+const GRID: &str = "com.victronenergy.grid.";
+const PV: &str = "com.victronenergy.pvinverter.";
 /// Bound for every "until" wait: far beyond one back-off period, only a hang reaches it.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -118,7 +134,7 @@ struct Line {
     link: std::path::PathBuf,
     sim: Option<SimHandle>,
     /// Values served by simulators already stopped, per quantity (f64 bits).
-    served_before: HashMap<&'static str, HashSet<u64>>,
+    served_before: HashMap<(u8, &'static str), HashSet<u64>>,
 }
 
 impl Line {
@@ -140,19 +156,20 @@ impl Line {
     }
 
     /// Every value of `quantity` served so far, by any simulator of this run.
-    fn served(&self, quantity: &'static str) -> HashSet<u64> {
-        let mut all = self.served_before.get(quantity).cloned().unwrap_or_default();
+    fn served(&self, unit: u8, quantity: &'static str) -> HashSet<u64> {
+        let mut all = self.served_before.get(&(unit, quantity)).cloned().unwrap_or_default();
         if let Some(sim) = &self.sim {
-            all.extend(sim.served(METER, quantity).iter().map(|v| v.to_bits()));
+            all.extend(sim.served(unit, quantity).iter().map(|v| v.to_bits()));
         }
         all
     }
 
     /// The pty vanishes: the simulator stops and its device node and symlink go away.
     fn vanish(&mut self) {
-        for (_, quantity) in METER_PATHS {
-            let served = self.served(quantity);
-            self.served_before.insert(quantity, served);
+        let tables = [(METER, METER_PATHS), (GROWATT, GROWATT_PATHS)];
+        for (unit, quantity) in tables.iter().flat_map(|(u, t)| t.iter().map(move |(_, q)| (*u, *q))) {
+            let served = self.served(unit, quantity);
+            self.served_before.insert((unit, quantity), served);
         }
         if let Some(sim) = self.sim.take() {
             sim.stop();
@@ -178,26 +195,22 @@ fn lock(heard: &Arc<Mutex<Heard>>) -> std::sync::MutexGuard<'_, Heard> {
     heard.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn grid_senders(heard: &Heard) -> HashSet<String> {
-    heard
-        .owners
-        .iter()
-        .filter(|(name, _)| name.starts_with("com.victronenergy.grid."))
-        .map(|(_, owner)| owner.clone())
-        .collect()
+/// Unique names that ever owned a service whose name starts with `prefix`.
+fn senders(heard: &Heard, prefix: &str) -> HashSet<String> {
+    heard.owners.iter().filter(|(name, _)| name.starts_with(prefix)).map(|(_, owner)| owner.clone()).collect()
 }
 
 /// Waits until the meter publishes a power value served after `served_at_clear` was taken.
 fn wait_fresh(label: &str, line: &Line, heard: &Arc<Mutex<Heard>>, daemon: &mut DaemonProcess) {
-    let old = line.served("power");
+    let old = line.served(METER, "power");
     let from = lock(heard).changes.len();
     wait_until(&format!("fresh meter values after {label}"), daemon, |_| {
-        let fresh = line.served("power");
+        let fresh = line.served(METER, "power");
         let heard = lock(heard);
-        let senders = grid_senders(&heard);
+        let grid = senders(&heard, GRID);
         heard.changes[from..].iter().any(|s| {
             s.path == "/Ac/Power"
-                && senders.contains(&s.sender)
+                && grid.contains(&s.sender)
                 && fresh.contains(&s.value.to_bits())
                 && !old.contains(&s.value.to_bits())
         })
@@ -217,7 +230,7 @@ fn daemon_survives_every_fault_publishes_only_served_values_and_recovers() {
     let spec = format!("rtu:{p}:9600:1,rtu:{p}:9600:{METER}", p = link.display());
     let mut process = DaemonProcess::start(&bus, &spec, &dir.path().join("daemon.log"));
     let mut snapshots: Vec<Items> = Vec::new();
-    let grid_name = daemon::wait_for_name(&bg, &conn, "com.victronenergy.grid.", PATIENCE)
+    let grid_name = daemon::wait_for_name(&bg, &conn, GRID, PATIENCE)
         .unwrap_or_else(|| panic!("no grid service; log:\n{}", process.log_text()));
     wait_fresh("start", &line, &heard, &mut process);
 
@@ -264,30 +277,46 @@ fn daemon_survives_every_fault_publishes_only_served_values_and_recovers() {
     snapshots.push(daemon::get_items(&bg, &conn, &grid_name).expect("GetItems after the pty returned"));
     process.assert_running("at the end of the matrix");
 
-    // Every published meter value was served intact.
+    // Every published value was served intact: the meter's exactly, the Growatt's to 1e-9 or
+    // its night state (power and current 0, published while it does not answer).
     let heard = lock(&heard);
-    let senders = grid_senders(&heard);
-    let quantity_of: HashMap<&str, &str> = METER_PATHS.iter().copied().collect();
+    let (grid, pv) = (senders(&heard, GRID), senders(&heard, PV));
     let mut checked = 0usize;
     let mut foreign = Vec::new();
-    let mut check = |path: &str, value: f64, source: &str| {
-        let Some(quantity) = quantity_of.get(path) else { return };
+    let mut check = |unit: u8, path: &str, value: f64, source: &str| {
+        let table = if unit == METER { METER_PATHS } else { GROWATT_PATHS };
+        let Some((_, quantity)) = table.iter().find(|(p, _)| *p == path) else { return };
         checked += 1;
-        if !line.served(quantity).contains(&value.to_bits()) {
-            foreign.push(format!("{source} {path} = {value} was never served as {quantity}"));
+        let served = line.served(unit, quantity);
+        let matches = |bits: &u64| {
+            let s = f64::from_bits(*bits);
+            if unit == METER {
+                s.to_bits() == value.to_bits()
+            } else {
+                (s - value).abs() <= 1e-9 * value.abs().max(1.0)
+            }
+        };
+        let night_state =
+            unit == GROWATT && value == 0.0 && !path.ends_with("Voltage") && !path.ends_with("Frequency");
+        if !night_state && !served.iter().any(matches) {
+            foreign.push(format!("{source} unit {unit} {path} = {value} was never served as {quantity}"));
         }
     };
-    for seen in heard.changes.iter().filter(|s| senders.contains(&s.sender)) {
-        check(&seen.path, seen.value, "ItemsChanged");
+    for seen in &heard.changes {
+        if grid.contains(&seen.sender) {
+            check(METER, &seen.path, seen.value, "ItemsChanged");
+        } else if pv.contains(&seen.sender) {
+            check(GROWATT, &seen.path, seen.value, "ItemsChanged");
+        }
     }
     for items in &snapshots {
         for (path, _) in METER_PATHS {
             if let Some(value) = daemon::number(items, path) {
-                check(path, value, "GetItems");
+                check(METER, path, value, "GetItems");
             }
         }
     }
     assert!(foreign.is_empty(), "{} values not served:\n{}", foreign.len(), foreign.join("\n"));
-    assert!(checked > 50, "only {checked} meter values seen; the check proves little");
-    eprintln!("fault matrix: {checked} published meter values checked; {}", figures.join(", "));
+    assert!(checked > 50, "only {checked} values seen; the check proves little");
+    eprintln!("fault matrix: {checked} published meter and Growatt values checked; {}", figures.join(", "));
 }
