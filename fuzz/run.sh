@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 20) and fails on any crash.
-#   fuzz/run.sh          # CI: 8 targets x 20 s plus one build, ~4 min on 2 cores
+#   fuzz/run.sh          # CI: 9 targets x 20 s plus one build, ~4 min on 2 cores
 #   fuzz/run.sh 600      # the long local run for the figures
 # Needs nightly and cargo-fuzz; installs cargo-fuzz when missing and skips
 # (exit 0, loudly) without nightly. Seeds come from fuzz/seeds/<target>/

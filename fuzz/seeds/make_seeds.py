@@ -7,56 +7,7 @@ The encoding is `arbitrary` 1.x: integers little-endian, bool = byte & 1,
 enum variant = (u32 * variants) >> 32, Option = bool + value, a non-final
 Vec = (1, element)* 0, and a final `&[u8]` = all remaining bytes.
 Check a seed with `cargo +nightly fuzz fmt <target> seeds/<target>/<file>`."""
-import os
-import struct
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def u8(x): return struct.pack("<B", x)
-def u16(x): return struct.pack("<H", x)
-def u32(x): return struct.pack("<I", x)
-def i32(x): return struct.pack("<i", x)
-def f32(x): return struct.pack("<f", x)
-def f64(x): return struct.pack("<d", x)
-def boolean(b): return u8(1 if b else 0)
-def some(v): return b"\x01" + v
-NONE = b"\x00"
-
-
-def variant(i, n):
-    """Smallest u32 selecting variant i of n."""
-    return u32(-(-(i << 32) // n))
-
-
-def vec(items):
-    return b"".join(b"\x01" + it for it in items) + b"\x00"
-
-
-def h(s):
-    return bytes.fromhex(s)
-
-
-def write(target, name, data):
-    d = os.path.join(HERE, target)
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, name), "wb") as f:
-        f.write(data)
-
-
-# ArbRequest variants (fuzz/src/lib.rs).
-def req_read(fc_index, address, quantity):
-    return variant(fc_index, 9) + u16(address) + u16(quantity - 1)  # quantity = raw % max + 1
-
-
-def req_write_single_register(address, value):
-    return variant(5, 9) + u16(address) + u16(value)
-
-
-def req_rw(read_address, read_quantity, write_address, values):
-    return (variant(8, 9) + u16(read_address) + u16(read_quantity - 1) + u16(write_address)
-            + vec([u16(v) for v in values]))
-
+from arb import *  # noqa: F401,F403 (the encoding helpers)
 
 SDM_READ = h("02 04 00 00 00 0E 71 FD")
 GROWATT_READ = h("01 04 00 23 00 05 C1 C3")
@@ -77,16 +28,6 @@ write("pdu_response", "vreg_get_reply",
 write("pdu_response", "vreg_get_request", req_read(3, 0, 1) + h("17 40 00 00 05 40 00 00 01 02 01 00"))
 
 # --- rtu_receiver: t1.5, t3.5 (us), baud, steps, wire.
-def rtu_script(steps, wire, t15=1719, t35=4011, baud=2):
-    return u16(t15) + u16(t35) + u8(baud) + vec(steps) + wire
-
-
-def wait(units_10us): return variant(0, 5) + u16(units_10us)
-def rx(n): return variant(1, 5) + u8(n)
-POLL = variant(2, 5)
-def expect(unit, request, deadline_ms=1000): return variant(3, 5) + u8(unit) + request + u16(deadline_ms)
-
-
 write("rtu_receiver", "growatt_read_transaction",
       rtu_script([expect(1, req_read(3, 0x23, 5)), wait(5000), rx(len(GROWATT_REPLY)), wait(1000), POLL],
                  GROWATT_REPLY))
@@ -165,3 +106,20 @@ write("control_law", "load_step_and_meter_loss",
       boolean(True) + DEFAULT_CFG + u32(100)
       + vec([tick(1000, 300, 1000), tick(1000, -800, 1300), tick(1000, 800, 500),
              tick(1000, float("nan"), 500), tick(-5000, 0, 500), tick(1000, 0, 1000, -500, 50, 1050)]))
+
+# --- busitem_setvalue: profile byte, path byte, then a D-Bus `v` (arb.variant_value).
+# Profiles in dmc_core::profile::ALL order: 0 sdm230, 1 growatt_min, 2/3 victron_em.
+# Paths: 0 /CustomName, 1 /Role, 2 /Position, 3 /ProductName, 4 /DeviceInstance, then the
+# profile's register paths; every Growatt path gets 50.0 so /Growatt/ActivePowerRate is in.
+SETVALUES = {
+    "double": ("d", 50.0), "int": ("i", 3), "int64": ("x", -(1 << 40)), "uint64": ("t", (1 << 64) - 1),
+    "string": ("s", "Roof meter"), "bool": ("b", 1), "byte": ("y", 7), "empty_ai": ("ai", []),
+    "array_s": ("as", ["grid", "acload"]), "struct": ("(di)", (50.0, 1)), "dict": ("a{sd}", {"value": 50.0}),
+    "nested": ("v", ("d", 50.0)), "objpath": ("o", "/Ac/Power"), "nan": ("d", float("nan")),
+}
+for what, (sig, value) in SETVALUES.items():
+    for path in (0, 2):
+        write("busitem_setvalue", f"sdm230_path{path}_{what}", u8(0) + u8(path) + variant_value(sig, value))
+for path in range(40):
+    write("busitem_setvalue", f"growatt_path{path:02}_double", u8(1) + u8(path) + variant_value("d", 50.0))
+write("busitem_setvalue", "growatt_rate_out_of_range", u8(1) + u8(25) + variant_value("d", 150.0))

@@ -136,6 +136,13 @@ impl SimHandle {
     pub fn spawn_pty(config: SimConfig) -> io::Result<SimHandle> {
         let (master, slave) =
             TTYPort::pair().map_err(|e| io_error(format!("cannot create a pty pair: {e}")))?;
+        // `pair()` opens both sides without close-on-exec: every process the host spawns
+        // afterwards (the daemon under test) would inherit the master and keep the pty alive
+        // after the simulator stops. Close-on-exec duplicates replace them.
+        let cloexec = |port: &TTYPort| {
+            port.try_clone_native().map_err(|e| io_error(format!("cannot duplicate the pty: {e}")))
+        };
+        let (master, slave) = (cloexec(&master)?, cloexec(&slave)?);
         let name = slave.name().ok_or_else(|| io_error("pty without a name".to_string()))?;
         Self::start(config, master, Some(slave), PathBuf::from(name))
     }

@@ -7,6 +7,7 @@
 //! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
 //! * [`logging`]: the one-line stderr logger for multilog.
 //! * [`vreg`]: VregLink (`GetVreg` / `SetVreg` on `/Devices/0/VregLink`) over the command queue.
+//! * [`setvalue`]: the pure checks of a remote `SetValue` (fuzzed).
 
 pub mod daemon;
 pub mod dbus;
@@ -18,5 +19,6 @@ pub mod logging;
 pub mod probe;
 pub mod publish;
 pub mod settings;
+pub mod setvalue;
 pub mod spec;
 pub mod vreg;

@@ -29,7 +29,7 @@ use std::time::Duration as StdDuration;
 use async_io::Timer;
 use dmc_core::pdu::{Request, Words};
 use dmc_core::profile::{Profile, Role};
-use dmc_core::register::{RegisterDef, WriteFunction, WritePolicy};
+use dmc_core::register::{RegisterDef, WriteFunction, WritePolicy, WriteRequest};
 use dmc_core::time::Instant;
 use dmc_core::value::Value;
 
@@ -38,6 +38,7 @@ use crate::engine::bus::{Command, CommandError};
 use crate::engine::{Device, Observer, PresenceChange};
 use crate::settings::client::{device_settings, SettingsClient};
 use crate::vreg::{DeviceEntry, VregPort};
+use crate::setvalue::{WriteAction, POSITION_KIND, REGISTER_KIND};
 
 /// How long a meter may be silent before its service is removed (upstream: 5 s).
 pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
@@ -437,7 +438,7 @@ async fn register(
         add(&mut b, "/AllowedRoles", Item::new(ItemValue::StrList(roles)));
     }
     if matches!(settings.role, Role::PvInverter | Role::AcLoad | Role::EvCharger | Role::HeatPump) {
-        add(&mut b, "/Position", Item::new(settings.position).writable().with_kind(ValueKind::Int));
+        add(&mut b, "/Position", Item::new(settings.position).writable().with_kind(POSITION_KIND));
     }
     let meter = profile.allows_role(Role::Grid);
     if meter {
@@ -458,7 +459,7 @@ async fn register(
             }
             let mut item = Item::new(item_value(value)).with_text(item_text(def, value));
             if let WritePolicy::Writable { .. } = def.write {
-                item = item.writable().with_kind(ValueKind::Double);
+                item = item.writable().with_kind(REGISTER_KIND);
             }
             add(&mut b, path, crate::vreg::routed_item(profile, path, item));
         }
@@ -502,18 +503,13 @@ impl Owner {
                 return accepted;
             }
         }
-        match path {
-            "/CustomName" => self.save_setting("CustomName", value).await,
-            "/Position" => {
-                matches!(value, ItemValue::Int(0..=2)) && self.save_setting("Position", value).await
-            }
-            "/Role" => {
-                // Role changes re-register the service under the new name; until
-                // that lands, refuse rather than pretend.
-                log::warn!("{}: role changes are not supported yet", self.ident);
+        match crate::setvalue::check_write(self.profile, path, value) {
+            Ok(WriteAction::Setting { name, value }) => self.save_setting(name, &value).await,
+            Ok(WriteAction::Register { write, number }) => self.write_register(path, write, number).await,
+            Err(refusal) => {
+                log::info!("{}: SetValue {path} refused: {refusal}", self.ident);
                 false
             }
-            _ => self.write_register(path, value).await,
         }
     }
 
@@ -523,21 +519,7 @@ impl Owner {
         matches!(client.set_value(&path, value).await, Ok(0))
     }
 
-    async fn write_register(&self, path: &str, value: &ItemValue) -> bool {
-        let Some((_, def)) = self.profile.register_for_path(path) else { return false };
-        let number = match value {
-            ItemValue::Double(d) => *d,
-            ItemValue::Int(i) => f64::from(*i),
-            ItemValue::Int64(i) => *i as f64,
-            _ => return false,
-        };
-        let write = match def.encode_write(number) {
-            Ok(w) => w,
-            Err(e) => {
-                log::info!("{}: write {path} = {number} refused: {e:?}", self.ident);
-                return false;
-            }
-        };
+    async fn write_register(&self, path: &str, write: WriteRequest, number: f64) -> bool {
         let mut pdu = [0u8; 16];
         let request = match write.function {
             WriteFunction::Single => match write.words.first() {

@@ -43,6 +43,33 @@ pub enum ValueKind {
     Bool,
     /// An array of strings (`as`, or `av` whose elements are all `s`).
     StrList,
+    /// Like `Double`, but only a plain number (`n q i u x t d`) is accepted: a boolean, byte,
+    /// text, container or nested variant sent to a device register is a client's mistake,
+    /// refused with 1 before anything reaches the wire (vedbus would write `True` as 1).
+    Number,
+    /// Like `Int`, with the plain-number rule of `Number`.
+    Integer,
+}
+
+impl ValueKind {
+    /// True for the kinds that take only a plain number ([`ValueKind::Number`], [`ValueKind::Integer`]).
+    pub fn plain_number_only(self) -> bool {
+        matches!(self, ValueKind::Number | ValueKind::Integer)
+    }
+}
+
+/// True when a received value is a bare D-Bus number (no bool, no byte, no wrapper, no container).
+pub fn is_plain_number(value: &Value<'_>) -> bool {
+    matches!(
+        value,
+        Value::I16(_)
+            | Value::U16(_)
+            | Value::I32(_)
+            | Value::U32(_)
+            | Value::I64(_)
+            | Value::U64(_)
+            | Value::F64(_)
+    )
 }
 
 impl ItemValue {
@@ -132,6 +159,11 @@ impl ItemValue {
     /// `None` means "not convertible" (SetValue answers 1).
     pub fn coerce(self, kind: ValueKind) -> Option<ItemValue> {
         use ItemValue as V;
+        let kind = match kind {
+            ValueKind::Number => ValueKind::Double,
+            ValueKind::Integer => ValueKind::Int,
+            other => other,
+        };
         match (kind, self) {
             (_, V::Invalid) => Some(V::Invalid),
             (ValueKind::Any, v) => Some(v),

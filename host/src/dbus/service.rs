@@ -729,14 +729,13 @@ fn set_value(shared: &Shared, msg: &Message, path: &str, item: Item) -> Action {
         let e = fdo::Error::InvalidArgs(format!("SetValue takes one variant, got '{}'", body.signature()));
         return one(error_reply(msg, e));
     }
-    if !item.is_writable() {
-        return answer(1);
-    }
-    let Ok(raw) = body.deserialize::<Value<'_>>() else {
-        return answer(1);
-    };
-    let Some(value) = ItemValue::from_dbus(&raw).and_then(|v| v.coerce(item.kind)) else {
-        return answer(1);
+    let converted = body
+        .deserialize::<Value<'_>>()
+        .map_err(|_| crate::setvalue::Refusal::WrongType)
+        .and_then(|raw| crate::setvalue::convert(&raw, item.is_writable(), item.kind));
+    let value = match converted {
+        Ok(value) => value,
+        Err(refusal) => return answer(refusal.code()),
     };
     if value == item.value && item.flags & FLAG_REFRESH == 0 {
         return answer(0);

@@ -6,6 +6,7 @@
 //! [`PrivateBus::command`], which sets `DBUS_SESSION_BUS_ADDRESS`.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod daemon;
 pub mod recorder;
 
 use std::io::{BufRead, BufReader};
