@@ -33,8 +33,11 @@ use dmc_core::value::Value;
 
 use crate::dbus::{BusChoice, Item, ItemValue, Service, ServiceBuilder, SetRequest, Spawner, ValueKind};
 use crate::engine::bus::{Command, CommandError};
-use crate::engine::{Device, Observer, PresenceChange};
+use crate::engine::{Device, Observer, PresenceChange, SharedBus};
 use crate::settings::client::{device_settings, SettingsClient};
+
+mod migrate;
+pub mod settings_watch;
 
 /// How long a meter may be silent before its service is removed (upstream: 5 s).
 pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
@@ -61,6 +64,8 @@ pub struct PublisherConfig {
     pub failed: AtomicBool,
     /// Passes of the bus loops (the watchdog checks it moves).
     pub engine_progress: AtomicU64,
+    /// The control service, told about every registered device.
+    pub control: Option<Arc<crate::control_service::ControlService>>,
 }
 
 /// What the publisher knows about one device's service.
@@ -76,6 +81,10 @@ struct Slot {
     needs_full_update: bool,
     /// The device is asleep (values set to the night state).
     asleep: bool,
+    /// A settings watcher runs for this device ([`settings_watch`]).
+    watching: bool,
+    /// `Enabled` = 0: no service until it is enabled again.
+    disabled: bool,
 }
 
 type SharedSlot = Arc<Mutex<Slot>>;
@@ -89,6 +98,8 @@ pub struct Publisher {
     config: Arc<PublisherConfig>,
     commands: async_channel::Sender<Command>,
     slots: Vec<SharedSlot>,
+    /// The bus's shared state (enable flags), when the bus runs under the daemon.
+    bus_state: Option<Arc<SharedBus>>,
 }
 
 impl Publisher {
@@ -98,7 +109,14 @@ impl Publisher {
         commands: async_channel::Sender<Command>,
         devices: usize,
     ) -> Self {
-        Publisher { config, commands, slots: (0..devices).map(|_| SharedSlot::default()).collect() }
+        let slots = (0..devices).map(|_| SharedSlot::default()).collect();
+        Publisher { config, commands, slots, bus_state: None }
+    }
+
+    /// Lets `Enabled` settings and the control service reach the bus.
+    pub fn with_bus_state(mut self, state: Arc<SharedBus>) -> Self {
+        self.bus_state = Some(state);
+        self
     }
 
     /// The service of device `i`, once registered.
@@ -117,12 +135,12 @@ impl Publisher {
         let slot = self.slot(i);
         {
             let mut s = lock(&slot);
-            if s.service.is_some() || s.registering {
+            if s.service.is_some() || s.registering || s.disabled {
                 return;
             }
             s.registering = true;
         }
-        let Some(snapshot) = Snapshot::of(device) else {
+        let Some(mut snapshot) = Snapshot::of(device) else {
             lock(&slot).registering = false;
             return;
         };
@@ -130,16 +148,29 @@ impl Publisher {
         let commands = self.commands.clone();
         let device_index = i;
         let generation = lock(&slot).generation;
+        snapshot.bus_state = self.bus_state.clone();
         self.config
             .spawner
             .spawn(async move {
                 loop {
                     match register(&config, snapshot.clone(), commands.clone(), device_index).await {
                         Ok(service) => {
+                            let ident = service.name().rsplit('.').next().unwrap_or_default().to_string();
                             let mut s = lock(&slot);
                             s.registering = false;
                             s.service = Some(service);
                             s.needs_full_update = true;
+                            if !std::mem::replace(&mut s.watching, true) {
+                                let watch = settings_watch::Watch {
+                                    config: config.clone(),
+                                    slot: slot.clone(),
+                                    snapshot,
+                                    commands,
+                                    device_index,
+                                    ident,
+                                };
+                                config.spawner.spawn(watch.run()).detach();
+                            }
                             return;
                         }
                         Err(e) => log::error!("{e}; retrying in {} s", REGISTER_RETRY.as_secs()),
@@ -264,7 +295,13 @@ impl Observer for Publisher {
             let full = std::mem::take(&mut s.needs_full_update);
             (s.service.clone(), full)
         };
-        let (Some(service), Some(profile)) = (service, device.profile) else { return };
+        let (Some(service), Some(profile)) = (service, device.profile) else {
+            // Enabled again after `Enabled` = 0: its reads resumed, so register it.
+            if device.is_ready() {
+                self.start_registration(i, device);
+            }
+            return;
+        };
         let mut publish = |idx: usize| {
             let (Some(def), Some(value)) = (profile.registers.get(idx), device.values.get(idx)) else {
                 return;
@@ -322,6 +359,8 @@ struct Snapshot {
     profile: &'static Profile,
     values: Vec<Value>,
     serial: String,
+    /// The bus's shared state, for the control service's statistics.
+    bus_state: Option<Arc<SharedBus>>,
 }
 
 impl Snapshot {
@@ -333,7 +372,13 @@ impl Snapshot {
             Some(Value::Float(f)) if f.is_finite() => format!("{f:.0}"),
             _ => String::new(),
         };
-        Some(Snapshot { spec: device.spec.clone(), profile, values: device.values.clone(), serial })
+        Some(Snapshot {
+            spec: device.spec.clone(),
+            profile,
+            values: device.values.clone(),
+            serial,
+            bus_state: None,
+        })
     }
 }
 
@@ -357,6 +402,7 @@ async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile)
     let mut out =
         DeviceSettings { role, instance: default_instance(role), custom_name: String::new(), position: 0 };
     let Some(client) = &config.settings else { return out };
+    migrate::from_python_fork(client, ident, profile).await;
     let default = format!("{}:{}", role.as_str(), out.instance);
     match client.add_settings(&device_settings(ident, &default, 1)).await {
         Ok(results) => {
@@ -454,6 +500,11 @@ async fn register(
     b.owner(owner_tx).properties_changed_on_flush(config.properties_changed);
     let service = b.register(&config.bus, &config.spawner).await.map_err(|e| format!("{name}: {e}"))?;
     log::info!("{}: registered {name} (instance {})", snap.spec, settings.instance);
+    if let (Some(control), Some(state)) = (&config.control, &snap.bus_state) {
+        let shown =
+            if settings.custom_name.is_empty() { profile.product_name } else { &settings.custom_name };
+        control.device_registered(&ident, shown, &snap.serial, state.clone(), device_index);
+    }
     let owner = Owner { config: config.clone(), profile, ident, commands, device_index };
     config.spawner.spawn(owner.serve(owner_rx)).detach();
     Ok(Arc::new(service))
@@ -482,12 +533,7 @@ impl Owner {
             "/Position" => {
                 matches!(value, ItemValue::Int(0..=2)) && self.save_setting("Position", value).await
             }
-            "/Role" => {
-                // Role changes re-register the service under the new name; until
-                // that lands, refuse rather than pretend.
-                log::warn!("{}: role changes are not supported yet", self.ident);
-                false
-            }
+            "/Role" => settings_watch::request_role(&self.config, self.profile, &self.ident, value).await,
             _ => self.write_register(path, value).await,
         }
     }

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test file uses a different subset
 
 pub mod recorder;
+pub mod services;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
