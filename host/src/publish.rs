@@ -163,7 +163,7 @@ impl Publisher {
                             if !std::mem::replace(&mut s.watching, true) {
                                 let watch = settings_watch::Watch {
                                     config: config.clone(),
-                                    slot: slot.clone(),
+                                    slot: Arc::downgrade(&slot),
                                     snapshot,
                                     commands,
                                     device_index,

@@ -11,13 +11,13 @@
 //! A remote `SetValue` on `/Role` is answered here too: it only writes `<role>:<instance>` to the
 //! setting; the resulting `PropertiesChanged` drives the re-registration like a GUI edit would.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration as StdDuration;
 
 use async_io::Timer;
 use dmc_core::profile::{Profile, Role};
 
-use super::{lock, register, SharedSlot, Snapshot, REGISTER_RETRY};
+use super::{lock, register, SharedSlot, Slot, Snapshot, REGISTER_RETRY};
 use crate::dbus::ItemValue;
 use crate::engine::bus::Command;
 use crate::publish::PublisherConfig;
@@ -94,7 +94,8 @@ pub fn classify(profile: &Profile, name: &str, value: &ItemValue, current: &Publ
 /// Everything needed to register one device's service again.
 pub(super) struct Watch {
     pub config: Arc<PublisherConfig>,
-    pub slot: SharedSlot,
+    /// Weak: the publisher owns the slot, and the service in it must go when the daemon stops.
+    pub slot: Weak<std::sync::Mutex<Slot>>,
     pub snapshot: Snapshot,
     pub commands: async_channel::Sender<Command>,
     pub device_index: usize,
@@ -121,16 +122,20 @@ impl Watch {
             }
         }
         while let Ok((path, value)) = changes.recv().await {
+            if self.slot.strong_count() == 0 {
+                return;
+            }
             self.apply(&path, &value).await;
         }
     }
 
     async fn apply(&self, path: &str, value: &ItemValue) {
-        let Some(service) = lock(&self.slot).service.clone() else {
+        let Some(slot) = self.slot.upgrade() else { return };
+        let Some(service) = lock(&slot).service.clone() else {
             // Not on the bus (lost, disabled, being registered): the next registration
             // reads the settings afresh, except Enabled, which decides whether there is one.
             if path.ends_with("/Enabled") {
-                self.set_enabled(matches!(value, ItemValue::Int(v) if *v != 0));
+                self.set_enabled(&slot, matches!(value, ItemValue::Int(v) if *v != 0));
             }
             return;
         };
@@ -138,8 +143,12 @@ impl Watch {
             Some(ItemValue::Text(t)) => t,
             _ => String::new(),
         };
+        // The role from the bus name: a remote SetValue on /Role stores the new role in the
+        // old service before the settings change arrives.
+        let registered_role =
+            service.name().strip_prefix("com.victronenergy.").and_then(|r| r.split('.').next());
         let current = Published {
-            role: text("/Role"),
+            role: registered_role.unwrap_or_default().to_string(),
             instance: match service.value("/DeviceInstance") {
                 Some(ItemValue::Int(i)) => i,
                 _ => -1,
@@ -157,13 +166,13 @@ impl Watch {
             SettingChange::Reregister => {
                 drop(service);
                 log::info!("{}: {name} changed to {}; registering again", self.ident, value.default_text());
-                self.reregister().await;
+                self.reregister(&slot).await;
             }
             SettingChange::Enabled(enabled) => {
                 drop(service);
-                self.set_enabled(enabled);
+                self.set_enabled(&slot, enabled);
                 if !enabled {
-                    self.take_down("disabled").await;
+                    self.take_down(&slot, "disabled").await;
                 }
             }
         }
@@ -171,8 +180,8 @@ impl Watch {
 
     /// Tells the bus whether to talk to the device; once enabled again, the publisher
     /// registers the service at the next completed read.
-    fn set_enabled(&self, enabled: bool) {
-        lock(&self.slot).disabled = !enabled;
+    fn set_enabled(&self, slot: &SharedSlot, enabled: bool) {
+        lock(slot).disabled = !enabled;
         if let Some(state) = &self.snapshot.bus_state {
             state.set_enabled(self.device_index, enabled);
         }
@@ -180,10 +189,10 @@ impl Watch {
 
     /// Releases the service's name and drops it (the connection closes when the last
     /// in-flight task holding it ends).
-    async fn take_down(&self, why: &str) -> bool {
+    async fn take_down(&self, slot: &SharedSlot, why: &str) -> bool {
         Timer::after(REINIT_DELAY).await;
         let old = {
-            let mut s = lock(&self.slot);
+            let mut s = lock(slot);
             if s.registering {
                 return false;
             }
@@ -199,16 +208,16 @@ impl Watch {
         true
     }
 
-    async fn reregister(&self) {
-        if !self.take_down("settings changed").await {
+    async fn reregister(&self, slot: &SharedSlot) {
+        if !self.take_down(slot, "settings changed").await {
             return;
         }
-        lock(&self.slot).registering = true;
+        lock(slot).registering = true;
         loop {
             let snapshot = self.snapshot.clone();
             match register(&self.config, snapshot, self.commands.clone(), self.device_index).await {
                 Ok(service) => {
-                    let mut s = lock(&self.slot);
+                    let mut s = lock(slot);
                     s.registering = false;
                     s.service = Some(service);
                     s.needs_full_update = true;

@@ -69,6 +69,12 @@ impl PrivateBus {
         cmd
     }
 
+    /// `gdbus call` of a BusItem method without arguments; returns (success, stdout, stderr).
+    pub fn gdbus_call(&self, dest: &str, path: &str, method: &str) -> (bool, String, String) {
+        let method = format!("com.victronenergy.BusItem.{method}");
+        self.run("gdbus", &["call", "--session", "--dest", dest, "--object-path", path, "--method", &method])
+    }
+
     /// Runs a command to completion; returns (success, stdout, stderr).
     pub fn run(&self, program: &str, args: &[&str]) -> (bool, String, String) {
         let out = self.command(program).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
