@@ -39,6 +39,8 @@ use crate::settings::client::{device_settings, SettingsClient};
 mod migrate;
 pub mod settings_watch;
 
+use settings_watch::Registered;
+
 /// How long a meter may be silent before its service is removed (upstream: 5 s).
 pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
 /// Pause before a failed registration (bus or settings trouble) is tried again.
@@ -154,23 +156,15 @@ impl Publisher {
             .spawn(async move {
                 loop {
                     match register(&config, snapshot.clone(), commands.clone(), device_index).await {
-                        Ok(service) => {
-                            let ident = service.name().rsplit('.').next().unwrap_or_default().to_string();
-                            let mut s = lock(&slot);
-                            s.registering = false;
-                            s.service = Some(service);
-                            s.needs_full_update = true;
-                            if !std::mem::replace(&mut s.watching, true) {
-                                let watch = settings_watch::Watch {
-                                    config: config.clone(),
-                                    slot: Arc::downgrade(&slot),
-                                    snapshot,
-                                    commands,
-                                    device_index,
-                                    ident,
-                                };
-                                config.spawner.spawn(watch.run()).detach();
-                            }
+                        Ok(outcome) => {
+                            settings_watch::registered(
+                                &config,
+                                &slot,
+                                outcome,
+                                snapshot,
+                                commands,
+                                device_index,
+                            );
                             return;
                         }
                         Err(e) => log::error!("{e}; retrying in {} s", REGISTER_RETRY.as_secs()),
@@ -388,6 +382,8 @@ struct DeviceSettings {
     instance: i32,
     custom_name: String,
     position: i32,
+    /// `Enabled` (0: identified but not published nor polled).
+    enabled: bool,
 }
 
 fn default_instance(role: Role) -> i32 {
@@ -399,8 +395,13 @@ fn default_instance(role: Role) -> i32 {
 
 async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile) -> DeviceSettings {
     let role = profile.default_role;
-    let mut out =
-        DeviceSettings { role, instance: default_instance(role), custom_name: String::new(), position: 0 };
+    let mut out = DeviceSettings {
+        role,
+        instance: default_instance(role),
+        custom_name: String::new(),
+        position: 0,
+        enabled: true,
+    };
     let Some(client) = &config.settings else { return out };
     migrate::from_python_fork(client, ident, profile).await;
     let default = format!("{}:{}", role.as_str(), out.instance);
@@ -423,6 +424,8 @@ async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile)
                     if let ItemValue::Text(t) = value {
                         out.custom_name = t;
                     }
+                } else if r.path.ends_with("/Enabled") {
+                    out.enabled = value != ItemValue::Int(0);
                 } else if r.path.ends_with("/Position") {
                     if let ItemValue::Int(p) = value {
                         out.position = p;
@@ -440,13 +443,26 @@ async fn register(
     snap: Snapshot,
     commands: async_channel::Sender<Command>,
     device_index: usize,
-) -> Result<Arc<Service>, String> {
+) -> Result<Registered, String> {
     let profile = snap.profile;
     let ident = profile
         .service_ident(if snap.serial.is_empty() { "unknown" } else { &snap.serial })
         .map(|s| s.as_str().to_string())
         .ok_or_else(|| format!("{}: serial too long for an ident", snap.spec))?;
     let settings = load_settings(config, &ident, profile).await;
+    // On the control service even when disabled, so it can be enabled there.
+    if let (Some(control), Some(state)) = (&config.control, &snap.bus_state) {
+        let shown =
+            if settings.custom_name.is_empty() { profile.product_name } else { &settings.custom_name };
+        control.device_registered(&ident, shown, &snap.serial, state.clone(), device_index);
+    }
+    if !settings.enabled {
+        log::info!("{}: {ident} is disabled (Enabled = 0): not published", snap.spec);
+        if let Some(state) = &snap.bus_state {
+            state.set_enabled(device_index, false);
+        }
+        return Ok(Registered::Disabled { ident });
+    }
     let name = format!("com.victronenergy.{}.{ident}", settings.role.as_str());
     let mut b = ServiceBuilder::new(name.clone());
     let add = |b: &mut ServiceBuilder, path: &str, item: Item| {
@@ -500,14 +516,9 @@ async fn register(
     b.owner(owner_tx).properties_changed_on_flush(config.properties_changed);
     let service = b.register(&config.bus, &config.spawner).await.map_err(|e| format!("{name}: {e}"))?;
     log::info!("{}: registered {name} (instance {})", snap.spec, settings.instance);
-    if let (Some(control), Some(state)) = (&config.control, &snap.bus_state) {
-        let shown =
-            if settings.custom_name.is_empty() { profile.product_name } else { &settings.custom_name };
-        control.device_registered(&ident, shown, &snap.serial, state.clone(), device_index);
-    }
     let owner = Owner { config: config.clone(), profile, ident, commands, device_index };
     config.spawner.spawn(owner.serve(owner_rx)).detach();
-    Ok(Arc::new(service))
+    Ok(Registered::Service(Arc::new(service)))
 }
 
 /// Answers remote SetValue calls of one service.

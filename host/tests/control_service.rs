@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::services::{call, get_items, names, signature, text, wait_for, wait_until, DaemonRun};
 use common::{Background, PrivateBus};
 use dbus_modbus_client::daemon::DaemonOptions;
+use dbus_modbus_client::settings::standin::SettingsStandin;
 use dbus_modbus_client::spec::DeviceSpec;
 use dmc_hil::model::DeviceKind;
 use dmc_hil::serve::{SimConfig, SimHandle};
@@ -20,13 +21,19 @@ fn requests(sim: &SimHandle, unit: u8) -> u64 {
     sim.stats().unit(unit).map(|u| u.requests).unwrap_or(0)
 }
 
-#[test]
-fn control_service_paths_enabled_and_scan() {
-    let Some(bus) = PrivateBus::start() else { return };
+/// A private bus, an executor, an SDM230 at unit 2 on a pty, and the settings stand-in.
+fn meter_setup() -> Option<(PrivateBus, Background, SimHandle, tempfile::TempDir, SettingsStandin)> {
+    let bus = PrivateBus::start()?;
     let bg = Background::start();
     let sim = SimHandle::spawn_pty(SimConfig::with_units(&[(2, DeviceKind::Sdm230)])).expect("simulator");
     let dir = tempfile::tempdir().expect("tempdir");
-    let _standin = common::start_standin(&bus, &bg, dir.path().join("settings.txt"));
+    let standin = common::start_standin(&bus, &bg, dir.path().join("settings.txt"));
+    Some((bus, bg, sim, dir, standin))
+}
+
+#[test]
+fn control_service_paths_enabled_and_scan() {
+    let Some((bus, bg, sim, _dir, _standin)) = meter_setup() else { return };
     // Unit 5 does not exist: a scan retries it.
     let devices = [2u8, 5]
         .iter()
@@ -91,4 +98,49 @@ fn control_service_paths_enabled_and_scan() {
     })
     .expect("scan ends");
     assert_eq!(signature(&done, "/ScanProgress"), "ai", "idle again");
+}
+
+#[test]
+fn a_device_disabled_in_settings_is_not_published_until_enabled() {
+    let Some((bus, bg, sim, _dir, _standin)) = meter_setup() else { return };
+    // The user disabled the meter earlier (as the GUI would leave it in settings).
+    let (ok, out, err) = bus.run(
+        "gdbus",
+        &[
+            "call",
+            "--session",
+            "--dest",
+            "com.victronenergy.settings",
+            "--object-path",
+            "/",
+            "--method",
+            "com.victronenergy.Settings.AddSettings",
+            "[{'path': <'/Settings/Devices/eastron_22000123/Enabled'>, 'default': <0>, 'min': <0>, 'max': <1>}]",
+        ],
+    );
+    assert!(ok && out.contains("'error': <0>"), "{out}{err}");
+    let spec = DeviceSpec::parse(&format!("rtu:{}:9600:2", sim.path().display())).expect("spec");
+    let _daemon = DaemonRun::start(
+        &bg,
+        DaemonOptions { bus: bus.bus(), devices: vec![spec], ..DaemonOptions::default() },
+    );
+
+    let enabled = "/Devices/eastron_22000123/Enabled";
+    let shown = wait_until(WITHIN, || {
+        names(&bus)
+            .iter()
+            .any(|n| n == CONTROL)
+            .then(|| get_items(&bg, &bus, CONTROL))
+            .filter(|i| i.contains_key(enabled))
+    })
+    .expect("the disabled meter listed on the control service");
+    assert_eq!(text(&shown, enabled), "0");
+    assert!(
+        !names(&bus).iter().any(|n| n.starts_with("com.victronenergy.grid.")),
+        "a disabled meter is published"
+    );
+
+    assert!(call(&bus, CONTROL, enabled, "SetValue", Some("variant:int32:1")).contains("int32 0"));
+    let grid = "com.victronenergy.grid.eastron_22000123";
+    assert_eq!(wait_for(&bus, grid, WITHIN).as_deref(), Some(grid));
 }

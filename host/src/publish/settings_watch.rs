@@ -91,6 +91,48 @@ pub fn classify(profile: &Profile, name: &str, value: &ItemValue, current: &Publ
     }
 }
 
+/// What a registration ended with.
+pub(super) enum Registered {
+    /// On the bus.
+    Service(Arc<crate::dbus::Service>),
+    /// `Enabled` = 0: identified, neither polled nor published.
+    Disabled {
+        /// The device's ident.
+        ident: String,
+    },
+}
+
+/// Stores a registration's outcome in the device's slot and starts the device's settings
+/// watcher the first time.
+pub(super) fn registered(
+    config: &Arc<PublisherConfig>,
+    slot: &SharedSlot,
+    outcome: Registered,
+    snapshot: Snapshot,
+    commands: async_channel::Sender<Command>,
+    device_index: usize,
+) {
+    let mut s = lock(slot);
+    s.registering = false;
+    let ident = match outcome {
+        Registered::Service(service) => {
+            let ident = service.name().rsplit('.').next().unwrap_or_default().to_string();
+            s.service = Some(service);
+            s.needs_full_update = true;
+            ident
+        }
+        Registered::Disabled { ident } => {
+            s.disabled = true;
+            ident
+        }
+    };
+    if !std::mem::replace(&mut s.watching, true) {
+        let slot = Arc::downgrade(slot);
+        let watch = Watch { config: config.clone(), slot, snapshot, commands, device_index, ident };
+        config.spawner.spawn(watch.run()).detach();
+    }
+}
+
 /// Everything needed to register one device's service again.
 pub(super) struct Watch {
     pub config: Arc<PublisherConfig>,
@@ -216,11 +258,9 @@ impl Watch {
         loop {
             let snapshot = self.snapshot.clone();
             match register(&self.config, snapshot, self.commands.clone(), self.device_index).await {
-                Ok(service) => {
-                    let mut s = lock(slot);
-                    s.registering = false;
-                    s.service = Some(service);
-                    s.needs_full_update = true;
+                Ok(outcome) => {
+                    let (snapshot, commands) = (self.snapshot.clone(), self.commands.clone());
+                    registered(&self.config, slot, outcome, snapshot, commands, self.device_index);
                     return;
                 }
                 Err(e) => log::error!("{e}; retrying in {} s", REGISTER_RETRY.as_secs()),
