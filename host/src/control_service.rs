@@ -110,15 +110,17 @@ impl ControlService {
         self.lock().buses.push(bus);
     }
 
-    /// A device service was registered (again): show it under `/Devices/<ident>`.
+    /// A device service was registered (again) or renamed: show it under `/Devices/<ident>`,
+    /// named by its custom name (`names.0`), else its product name (`names.1`).
     pub fn device_registered(
         &self,
         ident: &str,
-        name: &str,
+        names: (&str, &str),
         serial: &str,
         bus: Arc<SharedBus>,
         index: usize,
     ) {
+        let name = if names.0.is_empty() { names.1 } else { names.0 };
         let entry = DeviceEntry { name: name.into(), serial: serial.into(), bus, index, shown: false };
         let mut state = self.lock();
         match state.devices.get_mut(ident) {

@@ -452,9 +452,8 @@ async fn register(
     let settings = load_settings(config, &ident, profile).await;
     // On the control service even when disabled, so it can be enabled there.
     if let (Some(control), Some(state)) = (&config.control, &snap.bus_state) {
-        let shown =
-            if settings.custom_name.is_empty() { profile.product_name } else { &settings.custom_name };
-        control.device_registered(&ident, shown, &snap.serial, state.clone(), device_index);
+        let names = (settings.custom_name.as_str(), profile.product_name);
+        control.device_registered(&ident, names, &snap.serial, state.clone(), device_index);
     }
     if !settings.enabled {
         log::info!("{}: {ident} is disabled (Enabled = 0): not published", snap.spec);

@@ -133,6 +133,11 @@ fn custom_name_follows_gui_edits_and_persists_across_a_restart() {
     // Written in settings (the GUI): appears on the service.
     assert_eq!(s.set_setting(&setting, ItemValue::Text("Shed meter".into())), 0);
     assert!(s.wait_text(&grid, "/CustomName", "Shed meter"));
+    let control_name = format!("/Devices/{}/Name", ident_of(&grid));
+    assert!(
+        s.wait_text("com.victronenergy.modbusclient.tcp", &control_name, "Shed meter"),
+        "control service name"
+    );
 
     assert_eq!(daemon.stop(), 0);
     assert!(

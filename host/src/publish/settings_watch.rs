@@ -201,6 +201,16 @@ impl Watch {
         match classify(self.snapshot.profile, name, value, &current) {
             SettingChange::None => {}
             SettingChange::CustomName(new) => {
+                if let (Some(control), Some(state)) = (&self.config.control, &self.snapshot.bus_state) {
+                    let names = (new.as_str(), self.snapshot.profile.product_name);
+                    control.device_registered(
+                        &self.ident,
+                        names,
+                        &self.snapshot.serial,
+                        state.clone(),
+                        self.device_index,
+                    );
+                }
                 if service.set_value("/CustomName", new).unwrap_or(false) {
                     super::flush(&self.config, service);
                 }
