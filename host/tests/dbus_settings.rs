@@ -199,6 +199,16 @@ fn settings_of_the_python_fork_are_migrated() {
         s.get_setting("/Settings/Devices/eastron_22000123/ClassAndVrmInstance"),
         ItemValue::Text("grid:43".into())
     );
+    // The fork's instance was released (RemoveSettings), its name left alone.
+    let client = s.settings.clone();
+    let gone = s.bg.block_on(async move {
+        client.get_value("/Settings/Devices/cg_22000123/ClassAndVrmInstance").await.is_err()
+    });
+    assert!(gone, "the fork's ClassAndVrmInstance is removed");
+    assert_eq!(
+        s.get_setting("/Settings/Devices/cg_22000123/CustomName"),
+        ItemValue::Text("Old meter".into())
+    );
 }
 
 const PY_ITEMS_CHANGED: &str = r#"

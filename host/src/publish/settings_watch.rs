@@ -102,6 +102,11 @@ pub(super) enum Registered {
     },
 }
 
+/// The ident of a device service name (`com.victronenergy.grid.eastron_1` → `eastron_1`).
+fn ident_of(service_name: &str) -> String {
+    service_name.rsplit('.').next().unwrap_or_default().to_string()
+}
+
 /// Stores a registration's outcome in the device's slot and starts the device's settings
 /// watcher the first time.
 pub(super) fn registered(
@@ -115,8 +120,13 @@ pub(super) fn registered(
     let mut s = lock(slot);
     s.registering = false;
     let ident = match outcome {
+        // Disabled while it was registering: dropping the service closes its connection.
+        Registered::Service(service) if s.disabled => {
+            log::info!("{}: disabled meanwhile; not published", service.name());
+            ident_of(service.name())
+        }
         Registered::Service(service) => {
-            let ident = service.name().rsplit('.').next().unwrap_or_default().to_string();
+            let ident = ident_of(service.name());
             s.service = Some(service);
             s.needs_full_update = true;
             ident
