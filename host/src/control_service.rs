@@ -30,6 +30,8 @@ use crate::settings::client::SettingsClient;
 
 /// How often statistics and scan progress are refreshed.
 pub const REFRESH: StdDuration = StdDuration::from_secs(1);
+/// Pause before a failed registration is tried again.
+const RETRY: StdDuration = StdDuration::from_secs(5);
 
 /// The bus name for client `name`: `[A-Za-z0-9_]` kept, anything else `_`, and no leading digit
 /// (`/dev/pts/3` → `pts3` is not what upstream does, but `3` is not a valid element).
@@ -134,24 +136,17 @@ impl ControlService {
         }
     }
 
-    /// Registers the service and keeps it up to date; runs until the connection fails.
+    /// Registers the service (retrying) and keeps it up to date until the task is dropped.
     pub async fn run(self: Arc<Self>, bus: BusChoice, spawner: Spawner) {
-        let mut builder = ServiceBuilder::new(self.name.clone());
-        let (owner_tx, owner_rx) = async_channel::bounded::<SetRequest>(8);
-        let built = builder
-            .add("/Scan", Item::new(false).writable().with_kind(ValueKind::Bool))
-            .and_then(|b| b.add("/ScanProgress", Item::new(ItemValue::Invalid)));
-        if let Err(e) = built {
-            log::error!("{}: {e}", self.name);
-            return;
-        }
-        builder.owner(owner_tx);
-        let service = match builder.register(&bus, &spawner).await {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                log::error!("{}: not registered: {e}", self.name);
-                return;
+        let (service, owner_rx) = loop {
+            match self.register(&bus, &spawner).await {
+                Ok(registered) => break registered,
+                // E.g. the previous instance's name not released yet: try again, as for devices.
+                Err(e) => {
+                    log::error!("{}: not registered ({e}); retrying in {} s", self.name, RETRY.as_secs())
+                }
             }
+            Timer::after(RETRY).await;
         };
         log::info!("registered {}", self.name);
         spawner.spawn(self.clone().serve(owner_rx)).detach();
@@ -162,6 +157,23 @@ impl ControlService {
             }
             Timer::after(REFRESH).await;
         }
+    }
+
+    async fn register(
+        &self,
+        bus: &BusChoice,
+        spawner: &Spawner,
+    ) -> Result<(Arc<Service>, async_channel::Receiver<SetRequest>), crate::dbus::Error> {
+        let mut builder = ServiceBuilder::new(self.name.clone());
+        let (owner_tx, owner_rx) = async_channel::bounded::<SetRequest>(8);
+        builder
+            .add("/Scan", Item::new(false).writable().with_kind(ValueKind::Bool))?
+            .add("/ScanProgress", Item::new(ItemValue::Invalid))?
+            .owner(owner_tx);
+        // Devices registered before are shown again from the next refresh.
+        self.lock().devices.values_mut().for_each(|d| d.shown = false);
+        let service = builder.register(bus, spawner).await?;
+        Ok((Arc::new(service), owner_rx))
     }
 
     /// Adds paths of new devices, copies statistics, advances the scan.
