@@ -234,7 +234,7 @@ impl Watch {
                 drop(service);
                 self.set_enabled(&slot, enabled);
                 if !enabled {
-                    self.take_down(&slot, "disabled").await;
+                    self.take_down(&slot, "disabled", false).await;
                 }
             }
         }
@@ -251,14 +251,17 @@ impl Watch {
 
     /// Releases the service's name and drops it (the connection closes when the last
     /// in-flight task holding it ends).
-    async fn take_down(&self, slot: &SharedSlot, why: &str) -> bool {
+    /// `then_register`: mark the slot as registering in the same step, so the publisher does
+    /// not start a second registration while the name is being released.
+    async fn take_down(&self, slot: &SharedSlot, why: &str, then_register: bool) -> bool {
         Timer::after(REINIT_DELAY).await;
         let old = {
             let mut s = lock(slot);
-            if s.registering {
+            if s.registering || s.service.is_none() {
                 return false;
             }
             s.generation += 1;
+            s.registering = then_register;
             s.service.take()
         };
         let Some(old) = old else { return false };
@@ -271,10 +274,9 @@ impl Watch {
     }
 
     async fn reregister(&self, slot: &SharedSlot) {
-        if !self.take_down(slot, "settings changed").await {
+        if !self.take_down(slot, "settings changed", true).await {
             return;
         }
-        lock(slot).registering = true;
         loop {
             let snapshot = self.snapshot.clone();
             match register(&self.config, snapshot, self.commands.clone(), self.device_index).await {

@@ -64,19 +64,19 @@ pub fn call(bus: &PrivateBus, dest: &str, path: &str, method: &str, arg: Option<
 
 /// `GetItems` on `/` of `service`.
 pub fn get_items(bg: &Background, bus: &PrivateBus, service: &str) -> Items {
+    try_get_items(bg, bus, service).unwrap_or_else(|e| panic!("GetItems on {service}: {e}"))
+}
+
+/// `GetItems`, or the error (the service may be between two registrations).
+pub fn try_get_items(bg: &Background, bus: &PrivateBus, service: &str) -> Result<Items, zbus::Error> {
     let address = bus.address().to_string();
     let service = service.to_string();
     bg.block_on(async move {
-        let conn = zbus::connection::Builder::address(address.as_str())
-            .expect("address")
-            .build()
-            .await
-            .expect("connect");
+        let conn = zbus::connection::Builder::address(address.as_str())?.build().await?;
         let reply = conn
             .call_method(Some(service.as_str()), "/", Some("com.victronenergy.BusItem"), "GetItems", &())
-            .await
-            .expect("GetItems");
-        reply.body().deserialize::<Items>().expect("a{sa{sv}}")
+            .await?;
+        reply.body().deserialize::<Items>()
     })
 }
 
