@@ -104,6 +104,10 @@ fuzz_target!(|data: &[u8]| {
             let dbus_modbus_client::dbus::ItemValue::Int(p) = value else { panic!("Position {value:?}") };
             assert!(POSITIONS.contains(&p));
         }
+        Ok(WriteAction::Role(role)) => {
+            assert_eq!(path, "/Role");
+            assert!(profile.allows_role(role), "{role:?} not allowed");
+        }
         Ok(other) => panic!("{path}: unexpected action {other:?}"),
         Err(_) => {}
     }

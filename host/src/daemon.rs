@@ -288,7 +288,9 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
             log::warn!("saving the device list: {e}");
         }
     }
+    let control = crate::control_service::ControlService::new(&name, settings.clone());
     let config = Arc::new(PublisherConfig {
+        control: Some(control.clone()),
         bus: options.bus.clone(),
         spawner: spawner.clone(),
         settings,
@@ -320,11 +322,14 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
                 return 2;
             }
         };
-        let mut publisher = Publisher::new(config.clone(), bus.commands(), bus.devices.len());
+        control.add_bus(bus.shared());
+        let mut publisher =
+            Publisher::new(config.clone(), bus.commands(), bus.devices.len()).with_bus_state(bus.shared());
         tasks.push(spawner.spawn(async move {
             bus.run(&mut publisher).await;
         }));
     }
+    tasks.push(spawner.spawn(control.run(options.bus.clone(), spawner.clone())));
     let started = StdInstant::now();
     while !stop.load(Ordering::Relaxed) && !config.failed.load(Ordering::Relaxed) {
         if bus_lost.load(Ordering::Relaxed) {

@@ -5,10 +5,12 @@
 //! * [`engine`]: the polling engine (buses, devices, presence, timeouts).
 //! * [`dbus`]: Victron BusItem services (one connection per service, low-level dispatcher).
 //! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
+//! * [`control_service`]: `com.victronenergy.modbusclient.<name>` (scan, per-device statistics, Enabled).
 //! * [`logging`]: the one-line stderr logger for multilog.
 //! * [`vreg`]: VregLink (`GetVreg` / `SetVreg` on `/Devices/0/VregLink`) over the command queue.
 //! * [`setvalue`]: the pure checks of a remote `SetValue` (fuzzed).
 
+pub mod control_service;
 pub mod daemon;
 pub mod dbus;
 #[cfg(feature = "demo")]

@@ -35,10 +35,15 @@ use dmc_core::value::Value;
 
 use crate::dbus::{BusChoice, Item, ItemValue, Service, ServiceBuilder, SetRequest, Spawner, ValueKind};
 use crate::engine::bus::{Command, CommandError};
-use crate::engine::{Device, Observer, PresenceChange};
+use crate::engine::{Device, Observer, PresenceChange, SharedBus};
 use crate::settings::client::{device_settings, SettingsClient};
-use crate::vreg::{DeviceEntry, VregPort};
 use crate::setvalue::{WriteAction, POSITION_KIND, REGISTER_KIND};
+use crate::vreg::{DeviceEntry, VregPort};
+
+mod migrate;
+pub mod settings_watch;
+
+use settings_watch::Registered;
 
 /// How long a meter may be silent before its service is removed (upstream: 5 s).
 pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
@@ -65,6 +70,8 @@ pub struct PublisherConfig {
     pub failed: AtomicBool,
     /// Passes of the bus loops (the watchdog checks it moves).
     pub engine_progress: AtomicU64,
+    /// The control service, told about every registered device.
+    pub control: Option<Arc<crate::control_service::ControlService>>,
 }
 
 /// What the publisher knows about one device's service.
@@ -82,6 +89,10 @@ struct Slot {
     asleep: bool,
     /// The device answers (VregLink calls fail at once otherwise).
     online: Arc<AtomicBool>,
+    /// A settings watcher runs for this device ([`settings_watch`]).
+    watching: bool,
+    /// `Enabled` = 0: no service until it is enabled again.
+    disabled: bool,
 }
 
 type SharedSlot = Arc<Mutex<Slot>>;
@@ -95,6 +106,8 @@ pub struct Publisher {
     config: Arc<PublisherConfig>,
     commands: async_channel::Sender<Command>,
     slots: Vec<SharedSlot>,
+    /// The bus's shared state (enable flags), when the bus runs under the daemon.
+    bus_state: Option<Arc<SharedBus>>,
 }
 
 impl Publisher {
@@ -104,7 +117,14 @@ impl Publisher {
         commands: async_channel::Sender<Command>,
         devices: usize,
     ) -> Self {
-        Publisher { config, commands, slots: (0..devices).map(|_| SharedSlot::default()).collect() }
+        let slots = (0..devices).map(|_| SharedSlot::default()).collect();
+        Publisher { config, commands, slots, bus_state: None }
+    }
+
+    /// Lets `Enabled` settings and the control service reach the bus.
+    pub fn with_bus_state(mut self, state: Arc<SharedBus>) -> Self {
+        self.bus_state = Some(state);
+        self
     }
 
     /// The service of device `i`, once registered.
@@ -123,33 +143,35 @@ impl Publisher {
         let slot = self.slot(i);
         {
             let mut s = lock(&slot);
-            if s.service.is_some() || s.registering {
+            if s.service.is_some() || s.registering || s.disabled {
                 return;
             }
             s.registering = true;
         }
-        let Some(snapshot) = Snapshot::of(device) else {
+        let Some(mut snapshot) = Snapshot::of(device) else {
             lock(&slot).registering = false;
             return;
         };
         let config = self.config.clone();
         let commands = self.commands.clone();
         let device_index = i;
-        let (generation, online) = {
-            let s = lock(&slot);
-            (s.generation, s.online.clone())
-        };
+        let generation = lock(&slot).generation;
+        snapshot.bus_state = self.bus_state.clone();
+        snapshot.online = lock(&slot).online.clone();
         self.config
             .spawner
             .spawn(async move {
                 loop {
-                    let port = (commands.clone(), device_index, online.clone());
-                    match register(&config, snapshot.clone(), port).await {
-                        Ok(service) => {
-                            let mut s = lock(&slot);
-                            s.registering = false;
-                            s.service = Some(service);
-                            s.needs_full_update = true;
+                    match register(&config, snapshot.clone(), commands.clone(), device_index).await {
+                        Ok(outcome) => {
+                            settings_watch::registered(
+                                &config,
+                                &slot,
+                                outcome,
+                                snapshot,
+                                commands,
+                                device_index,
+                            );
                             return;
                         }
                         Err(e) => log::error!("{e}; retrying in {} s", REGISTER_RETRY.as_secs()),
@@ -275,7 +297,13 @@ impl Observer for Publisher {
             let full = std::mem::take(&mut s.needs_full_update);
             (s.service.clone(), full)
         };
-        let (Some(service), Some(profile)) = (service, device.profile) else { return };
+        let (Some(service), Some(profile)) = (service, device.profile) else {
+            // Enabled again after `Enabled` = 0: its reads resumed, so register it.
+            if device.is_ready() {
+                self.start_registration(i, device);
+            }
+            return;
+        };
         let mut publish = |idx: usize| {
             let (Some(def), Some(value)) = (profile.registers.get(idx), device.values.get(idx)) else {
                 return;
@@ -334,6 +362,10 @@ struct Snapshot {
     profile: &'static Profile,
     values: Vec<Value>,
     serial: String,
+    /// The bus's shared state, for the control service's statistics.
+    bus_state: Option<Arc<SharedBus>>,
+    /// Whether the device answers (the slot's flag; VregLink calls fail at once otherwise).
+    online: Arc<AtomicBool>,
 }
 
 impl Snapshot {
@@ -345,7 +377,14 @@ impl Snapshot {
             Some(Value::Float(f)) if f.is_finite() => format!("{f:.0}"),
             _ => String::new(),
         };
-        Some(Snapshot { spec: device.spec.clone(), profile, values: device.values.clone(), serial })
+        Some(Snapshot {
+            spec: device.spec.clone(),
+            profile,
+            values: device.values.clone(),
+            serial,
+            bus_state: None,
+            online: Arc::new(AtomicBool::new(true)),
+        })
     }
 }
 
@@ -355,6 +394,8 @@ struct DeviceSettings {
     instance: i32,
     custom_name: String,
     position: i32,
+    /// `Enabled` (0: identified but not published nor polled).
+    enabled: bool,
 }
 
 fn default_instance(role: Role) -> i32 {
@@ -366,9 +407,15 @@ fn default_instance(role: Role) -> i32 {
 
 async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile) -> DeviceSettings {
     let role = profile.default_role;
-    let mut out =
-        DeviceSettings { role, instance: default_instance(role), custom_name: String::new(), position: 0 };
+    let mut out = DeviceSettings {
+        role,
+        instance: default_instance(role),
+        custom_name: String::new(),
+        position: 0,
+        enabled: true,
+    };
     let Some(client) = &config.settings else { return out };
+    migrate::from_python_fork(client, ident, profile).await;
     let default = format!("{}:{}", role.as_str(), out.instance);
     match client.add_settings(&device_settings(ident, &default, 1)).await {
         Ok(results) => {
@@ -389,6 +436,8 @@ async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile)
                     if let ItemValue::Text(t) = value {
                         out.custom_name = t;
                     }
+                } else if r.path.ends_with("/Enabled") {
+                    out.enabled = value != ItemValue::Int(0);
                 } else if r.path.ends_with("/Position") {
                     if let ItemValue::Int(p) = value {
                         out.position = p;
@@ -401,20 +450,30 @@ async fn load_settings(config: &PublisherConfig, ident: &str, profile: &Profile)
     out
 }
 
-/// The device's command queue, its index on the bus, and its online flag.
-type DevicePort = (async_channel::Sender<Command>, usize, Arc<AtomicBool>);
-
 async fn register(
     config: &Arc<PublisherConfig>,
     snap: Snapshot,
-    (commands, device_index, online): DevicePort,
-) -> Result<Arc<Service>, String> {
+    commands: async_channel::Sender<Command>,
+    device_index: usize,
+) -> Result<Registered, String> {
     let profile = snap.profile;
     let ident = profile
         .service_ident(if snap.serial.is_empty() { "unknown" } else { &snap.serial })
         .map(|s| s.as_str().to_string())
         .ok_or_else(|| format!("{}: serial too long for an ident", snap.spec))?;
     let settings = load_settings(config, &ident, profile).await;
+    // On the control service even when disabled, so it can be enabled there.
+    if let (Some(control), Some(state)) = (&config.control, &snap.bus_state) {
+        let names = (settings.custom_name.as_str(), profile.product_name);
+        control.device_registered(&ident, names, &snap.serial, state.clone(), device_index);
+    }
+    if !settings.enabled {
+        log::info!("{}: {ident} is disabled (Enabled = 0): not published", snap.spec);
+        if let Some(state) = &snap.bus_state {
+            state.set_enabled(device_index, false);
+        }
+        return Ok(Registered::Disabled { ident });
+    }
     let name = format!("com.victronenergy.{}.{ident}", settings.role.as_str());
     let mut b = ServiceBuilder::new(name.clone());
     let add = |b: &mut ServiceBuilder, path: &str, item: Item| {
@@ -464,7 +523,8 @@ async fn register(
             add(&mut b, path, crate::vreg::routed_item(profile, path, item));
         }
     }
-    let vreg = profile.vreglink.map(|v| VregPort::new(v, device_index, commands.clone(), online));
+    let vreg =
+        profile.vreglink.map(|v| VregPort::new(v, device_index, commands.clone(), snap.online.clone()));
     if let Some(port) = &vreg {
         let entry = DeviceEntry { instance: settings.instance, service_name: &name, profile };
         crate::vreg::add_device_entry(&mut b, &entry, port.clone());
@@ -475,7 +535,7 @@ async fn register(
     log::info!("{}: registered {name} (instance {})", snap.spec, settings.instance);
     let owner = Owner { config: config.clone(), profile, ident, commands, device_index, vreg };
     config.spawner.spawn(owner.serve(owner_rx)).detach();
-    Ok(Arc::new(service))
+    Ok(Registered::Service(Arc::new(service)))
 }
 
 /// Answers remote SetValue calls of one service.
@@ -505,6 +565,10 @@ impl Owner {
         }
         match crate::setvalue::check_write(self.profile, path, value) {
             Ok(WriteAction::Setting { name, value }) => self.save_setting(name, &value).await,
+            Ok(WriteAction::Role(role)) => {
+                let value = ItemValue::Text(role.as_str().to_string());
+                settings_watch::request_role(&self.config, self.profile, &self.ident, &value).await
+            }
             Ok(WriteAction::Register { write, number }) => self.write_register(path, write, number).await,
             Err(refusal) => {
                 log::info!("{}: SetValue {path} refused: {refusal}", self.ident);

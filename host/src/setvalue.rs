@@ -8,7 +8,7 @@
 //!    setting (`/CustomName`, `/Position`) within its limits, or a register write encoded by the
 //!    profile (range checked). Everything else answers 2 and nothing reaches the device.
 
-use dmc_core::profile::Profile;
+use dmc_core::profile::{Profile, Role};
 use dmc_core::register::{EncodeError, WriteRequest};
 use zbus::zvariant::Value;
 
@@ -38,8 +38,8 @@ pub enum Refusal {
     NameTooLong(usize),
     /// `/Position` outside [`POSITIONS`] (answer 2).
     BadPosition,
-    /// Role changes are not supported yet (answer 2).
-    RoleChange,
+    /// A role the profile does not allow (not in `/AllowedRoles`) (answer 2).
+    RoleNotAllowed,
     /// No register behind the path (answer 2).
     NoRegister,
     /// A register write needs a number; the value was invalid or not numeric (answer 2).
@@ -65,7 +65,7 @@ impl std::fmt::Display for Refusal {
             Refusal::WrongType => f.write_str("value type does not convert to the item's type"),
             Refusal::NameTooLong(n) => write!(f, "name of {n} bytes exceeds {MAX_CUSTOM_NAME_BYTES}"),
             Refusal::BadPosition => f.write_str("position must be 0, 1 or 2"),
-            Refusal::RoleChange => f.write_str("role changes are not supported yet"),
+            Refusal::RoleNotAllowed => f.write_str("role not in /AllowedRoles"),
             Refusal::NoRegister => f.write_str("no register behind this path"),
             Refusal::NotANumber => f.write_str("a register write needs a number"),
             Refusal::Encode(e) => write!(f, "{e}"),
@@ -83,6 +83,8 @@ pub enum WriteAction {
         /// The value to store.
         value: ItemValue,
     },
+    /// Publish the device under this role (stored in `ClassAndVrmInstance`, which re-registers it).
+    Role(Role),
     /// Send this write to the device (`number` is the engineering value, for the log).
     Register {
         /// The encoded write.
@@ -117,7 +119,13 @@ pub fn check_write(profile: &Profile, path: &str, value: &ItemValue) -> Result<W
             }
             _ => Err(Refusal::BadPosition),
         },
-        "/Role" => Err(Refusal::RoleChange),
+        "/Role" => match value {
+            ItemValue::Text(name) => Role::from_name(name)
+                .filter(|r| profile.allows_role(*r))
+                .map(WriteAction::Role)
+                .ok_or(Refusal::RoleNotAllowed),
+            _ => Err(Refusal::WrongType),
+        },
         _ => {
             let (_, def) = profile.register_for_path(path).ok_or(Refusal::NoRegister)?;
             let number = match value {
@@ -189,6 +197,10 @@ mod tests {
         assert_eq!(refused, Err(Refusal::NameTooLong(MAX_CUSTOM_NAME_BYTES + 1)));
         assert_eq!(set(&SDM230, "/Position", Value::I32(3), ValueKind::Int), Err(Refusal::BadPosition));
         assert!(set(&SDM230, "/Position", Value::I32(2), ValueKind::Int).is_ok());
-        assert_eq!(set(&SDM230, "/Role", Value::from("acload"), ValueKind::Text), Err(Refusal::RoleChange));
+        assert_eq!(
+            set(&SDM230, "/Role", Value::from("acload"), ValueKind::Text),
+            Ok(WriteAction::Role(Role::AcLoad))
+        );
+        assert_eq!(set(&SDM230, "/Role", Value::from("tank"), ValueKind::Text), Err(Refusal::RoleNotAllowed));
     }
 }

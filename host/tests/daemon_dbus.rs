@@ -4,88 +4,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::services::{call, get_items, signature, text, wait_for};
 use common::{Background, PrivateBus};
 use dbus_modbus_client::daemon::{self, DaemonOptions};
 use dbus_modbus_client::spec::DeviceSpec;
 use dmc_hil::serve::{SimConfig, SimHandle};
-use zbus::zvariant::OwnedValue;
-
-type Items = HashMap<String, HashMap<String, OwnedValue>>;
-
-fn names(bus: &PrivateBus) -> Vec<String> {
-    let (_, out, _) = bus.run(
-        "dbus-send",
-        &[
-            "--session",
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.ListNames",
-        ],
-    );
-    out.lines()
-        .filter_map(|l| l.trim().strip_prefix("string \"").and_then(|s| s.strip_suffix('"')))
-        .map(str::to_string)
-        .collect()
-}
-
-fn wait_for(bus: &PrivateBus, prefix: &str, within: Duration) -> Option<String> {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if let Some(n) = names(bus).into_iter().find(|n| n.starts_with(prefix)) {
-            return Some(n);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-fn call(bus: &PrivateBus, dest: &str, path: &str, method: &str, arg: Option<&str>) -> String {
-    let dest = format!("--dest={dest}");
-    let member = format!("com.victronenergy.BusItem.{method}");
-    let mut args = vec!["--session", "--print-reply", dest.as_str(), path, member.as_str()];
-    if let Some(a) = arg {
-        args.push(a);
-    }
-    let (ok, out, err) = bus.run("dbus-send", &args);
-    assert!(ok, "dbus-send {path} {method}: {err}");
-    out
-}
-
-fn get_items(bg: &Background, bus: &PrivateBus, service: &str) -> Items {
-    let address = bus.address().to_string();
-    let service = service.to_string();
-    bg.block_on(async move {
-        let conn = zbus::connection::Builder::address(address.as_str())
-            .expect("address")
-            .build()
-            .await
-            .expect("connect");
-        let reply = conn
-            .call_method(Some(service.as_str()), "/", Some("com.victronenergy.BusItem"), "GetItems", &())
-            .await
-            .expect("GetItems");
-        reply.body().deserialize::<Items>().expect("a{sa{sv}}")
-    })
-}
-
-fn signature(items: &Items, path: &str) -> String {
-    let v = items.get(path).and_then(|e| e.get("Value")).unwrap_or_else(|| panic!("{path} missing"));
-    v.value_signature().to_string()
-}
-
-fn text(items: &Items, path: &str) -> String {
-    items
-        .get(path)
-        .and_then(|e| e.get("Text"))
-        .and_then(|t| String::try_from(t.clone()).ok())
-        .unwrap_or_default()
-}
 
 #[test]
 fn daemon_publishes_meter_and_inverter_like_victron_drivers() {

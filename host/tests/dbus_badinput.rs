@@ -112,8 +112,8 @@ fn bad_setvalue_gets_documented_answers_and_never_reaches_the_device() {
         cases.push((format!("read-only {path}"), service, path, Value::F64(1.0), Expect::Code(1)));
         cases.push((format!("read-only {path} <- string"), service, path, Value::from("x"), Expect::Code(1)));
     }
-    // Role changes are refused (2) until they re-register the service.
-    cases.push(("/Role <- acload".into(), grid.as_str(), "/Role", Value::from("acload"), Expect::Code(2)));
+    // A role outside /AllowedRoles is refused (2); a valid one would re-register the service.
+    cases.push(("/Role <- tank".into(), grid.as_str(), "/Role", Value::from("tank"), Expect::Code(2)));
     cases.push(("/Role <- 1".into(), grid.as_str(), "/Role", Value::I32(1), Expect::Code(1)));
     // Custom names: wrong types (1), a megabyte (2: longer than any name).
     for (what, value, expect) in [

@@ -277,35 +277,11 @@ fn outside_tools_read_values() {
     assert!(ok, "{err}");
     assert!(out.contains("array ["), "invalid is an empty array: {out}");
 
-    let (ok, out, err) = f.bus.run(
-        "gdbus",
-        &[
-            "call",
-            "--session",
-            "--dest",
-            NAME,
-            "--object-path",
-            "/DeviceInstance",
-            "--method",
-            "com.victronenergy.BusItem.GetValue",
-        ],
-    );
+    let (ok, out, err) = f.bus.gdbus_call(NAME, "/DeviceInstance", "GetValue");
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "(<40>,)");
 
-    let (ok, out, err) = f.bus.run(
-        "gdbus",
-        &[
-            "call",
-            "--session",
-            "--dest",
-            NAME,
-            "--object-path",
-            "/Ac/L1",
-            "--method",
-            "com.victronenergy.BusItem.GetValue",
-        ],
-    );
+    let (ok, out, err) = f.bus.gdbus_call(NAME, "/Ac/L1", "GetValue");
     assert!(ok, "{err}");
     assert!(out.contains("'Power': <400.0>") && out.contains("'Current': <@ai []>"), "{out}");
 

@@ -40,17 +40,7 @@ fn daemon(s: &Setup, env: &[(&str, &str)]) -> Child {
 }
 
 fn has_name(s: &Setup, prefix: &str) -> bool {
-    let (_, out, _) = s.bus.run(
-        "dbus-send",
-        &[
-            "--session",
-            "--print-reply",
-            "--dest=org.freedesktop.DBus",
-            "/org/freedesktop/DBus",
-            "org.freedesktop.DBus.ListNames",
-        ],
-    );
-    out.contains(prefix)
+    common::services::names(&s.bus).iter().any(|n| n.contains(prefix))
 }
 
 fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {

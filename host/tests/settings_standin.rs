@@ -109,33 +109,9 @@ fn add_settings_returns_current_values() {
         ],
     );
     assert!(ok && out.contains("int32 2"), "{out}{err}");
-    let (ok, out, err) = f.bus.run(
-        "gdbus",
-        &[
-            "call",
-            "--session",
-            "--dest",
-            SETTINGS_SERVICE,
-            "--object-path",
-            "/Settings/Devices",
-            "--method",
-            "com.victronenergy.BusItem.GetValue",
-        ],
-    );
+    let (ok, out, err) = f.bus.gdbus_call(SETTINGS_SERVICE, "/Settings/Devices", "GetValue");
     assert!(ok && out.contains("'cg_1/ClassAndVrmInstance': <'grid:40'>"), "{out}{err}");
-    let (ok, out, err) = f.bus.run(
-        "gdbus",
-        &[
-            "call",
-            "--session",
-            "--dest",
-            SETTINGS_SERVICE,
-            "--object-path",
-            "/",
-            "--method",
-            "com.victronenergy.BusItem.GetItems",
-        ],
-    );
+    let (ok, out, err) = f.bus.gdbus_call(SETTINGS_SERVICE, "/", "GetItems");
     assert!(ok && out.contains("'/Settings/Test/Float': {'Text': <'1.5'>, 'Value': <1.5>}"), "{out}{err}");
 }
 

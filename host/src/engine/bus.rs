@@ -31,6 +31,7 @@ use futures_lite::future;
 
 use super::clock::Clock;
 use super::device::{Device, Failure, Presence, PresenceChange};
+use super::shared::SharedBus;
 use crate::link::{Link, LinkError, SerialLink, TcpLink, UdpLink};
 use crate::spec::{DeviceSpec, Method};
 
@@ -213,6 +214,8 @@ pub struct Bus {
     pending: Option<Command>,
     rx_buf: Vec<u8>,
     words: Vec<u16>,
+    /// Statistics out, enable flags and scan requests in (the control service).
+    shared: std::sync::Arc<SharedBus>,
 }
 
 impl Bus {
@@ -256,6 +259,7 @@ impl Bus {
             pending: None,
             rx_buf: vec![0; 512],
             words: Vec::with_capacity(125),
+            shared: SharedBus::new(n),
         };
         for i in 0..n {
             // Devices whose spec names the profile are planned right away.
@@ -267,6 +271,11 @@ impl Bus {
     /// A handle to queue commands for this bus.
     pub fn commands(&self) -> async_channel::Sender<Command> {
         self.command_tx.clone()
+    }
+
+    /// The state this bus shares with the control service.
+    pub fn shared(&self) -> std::sync::Arc<SharedBus> {
+        self.shared.clone()
     }
 
     /// Bus counters.
@@ -330,6 +339,7 @@ impl Bus {
                 continue;
             }
             self.step(observer).await;
+            self.exchange_shared();
         }
     }
 
@@ -342,6 +352,19 @@ impl Bus {
                 continue;
             }
             self.step(observer).await;
+            self.exchange_shared();
+        }
+    }
+
+    /// Copies the device counters out and takes a scan request in (once per pass).
+    fn exchange_shared(&mut self) {
+        for (d, s) in self.devices.iter().zip(&self.shared.devices) {
+            s.store_stats(&d.stats);
+            s.identified.store(d.profile.is_some(), std::sync::atomic::Ordering::Relaxed);
+        }
+        if self.shared.scan_requested.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            let now = self.clock.now();
+            self.devices.iter_mut().for_each(|d| d.retry_now(now));
         }
     }
 
@@ -409,6 +432,9 @@ impl Bus {
         let now = self.clock.now();
         if let Some(i) = self.probe_candidate(now) {
             self.probe(i, observer).await;
+            if let Some(s) = self.shared.devices.get(i) {
+                s.probes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             return;
         }
         self.sync_not_before();
@@ -453,16 +479,23 @@ impl Bus {
 
     /// The scheduler must not pick devices that are backing off.
     fn sync_not_before(&mut self) {
-        for (d, id) in self.devices.iter().zip(&self.scheduled) {
+        // A disabled device is parked an hour ahead, re-checked every pass.
+        let parked = self.clock.now() + Duration::from_secs(3600);
+        for (i, (d, id)) in self.devices.iter().zip(&self.scheduled).enumerate() {
             if let Some(id) = id {
-                let _ = self.scheduler.set_not_before(*id, d.not_before().unwrap_or(Instant::ZERO));
+                let not_before =
+                    if self.shared.is_enabled(i) { d.not_before().unwrap_or(Instant::ZERO) } else { parked };
+                let _ = self.scheduler.set_not_before(*id, not_before);
             }
         }
     }
 
     fn probe_candidate(&self, now: Instant) -> Option<usize> {
-        self.devices.iter().position(|d| {
-            d.profile.is_none() && d.next_probe().is_some() && d.not_before().is_none_or(|t| t <= now)
+        self.devices.iter().enumerate().position(|(i, d)| {
+            d.profile.is_none()
+                && d.next_probe().is_some()
+                && d.not_before().is_none_or(|t| t <= now)
+                && self.shared.is_enabled(i)
         })
     }
 

@@ -9,7 +9,9 @@
 pub mod bus;
 pub mod clock;
 pub mod device;
+pub mod shared;
 
 pub use bus::{Bus, BusConfig, BusStats, Command, CommandError, Observer};
 pub use clock::Clock;
 pub use device::{Device, DeviceStats, Presence, PresenceChange};
+pub use shared::{SharedBus, SharedDevice};

@@ -151,16 +151,7 @@ impl SettingsClient {
     /// `AddSettings` on `/`; returns one result per spec, in order.
     pub async fn add_settings(&self, specs: &[SettingSpec]) -> Result<Vec<AddResult>, Error> {
         let entries: Vec<_> = specs.iter().map(SettingSpec::to_entry).collect();
-        let reply = self
-            .conn
-            .call_method(
-                Some(SETTINGS_SERVICE),
-                "/",
-                Some(super::SETTINGS_INTERFACE),
-                "AddSettings",
-                &(entries,),
-            )
-            .await?;
+        let reply = self.call_root("AddSettings", &(entries,)).await?;
         let results: Vec<HashMap<String, OwnedValue>> = reply.body().deserialize()?;
         Ok(results
             .into_iter()
@@ -170,6 +161,24 @@ impl SettingsClient {
                 value: r.get("value").and_then(|v| ItemValue::from_dbus(v)),
             })
             .collect())
+    }
+
+    /// `RemoveSettings` on `/`: one code per path (0 removed, -1 not a setting).
+    pub async fn remove_settings(&self, paths: &[String]) -> Result<Vec<i32>, Error> {
+        let reply = self.call_root("RemoveSettings", &(paths,)).await?;
+        Ok(reply.body().deserialize::<Vec<i32>>()?)
+    }
+
+    /// A `com.victronenergy.Settings` method on `/`.
+    async fn call_root<B>(&self, method: &str, body: &B) -> Result<zbus::Message, Error>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        let reply = self
+            .conn
+            .call_method(Some(SETTINGS_SERVICE), "/", Some(super::SETTINGS_INTERFACE), method, body)
+            .await?;
+        Ok(reply)
     }
 
     /// Reads one setting.

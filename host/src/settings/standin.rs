@@ -1,7 +1,7 @@
 //! A built-in stand-in for Victron's localsettings (`com.victronenergy.settings`).
 //!
 //! It implements the part of the localsettings D-Bus API the daemon uses (venus-conventions §3):
-//! `AddSettings`, `AddSetting`/`AddSilentSetting`, and on each setting leaf `GetValue`,
+//! `AddSettings`, `AddSetting`/`AddSilentSetting`, `RemoveSettings`, and on each setting leaf `GetValue`,
 //! `SetValue` (0 / -1, values converted to the setting type, min/max enforced), `GetText`,
 //! `GetMin`, `GetMax`, `GetDefault`, `GetAttributes`; `GetItems` and tree `GetValue` come from the
 //! shared BusItem dispatcher, which this module extends through a [`CallHook`]. Changes are
@@ -287,6 +287,17 @@ impl SettingsHook {
         }
     }
 
+    /// RemoveSettings for one path: 0 removed, -1 not a setting.
+    fn remove_setting(&self, tree: &ItemTree, path: &str) -> i32 {
+        let mut state = self.lock();
+        if state.settings.remove(path).is_none() {
+            return -1;
+        }
+        tree.remove_tree(path);
+        self.persist(tree, &state);
+        0
+    }
+
     fn persist(&self, tree: &ItemTree, state: &StandinState) {
         if let Err(e) = save(&state.file, tree, &state.settings) {
             log::error!("saving settings to {} failed: {e}", state.file.display());
@@ -369,6 +380,7 @@ const GROUP_EXTRA: &str = r#"  <interface name="com.victronenergy.Settings">
     <method name="AddSetting"><arg direction="in" type="s"/><arg direction="in" type="s"/><arg direction="in" type="v"/><arg direction="in" type="s"/><arg direction="in" type="v"/><arg direction="in" type="v"/><arg direction="out" type="i"/></method>
     <method name="AddSilentSetting"><arg direction="in" type="s"/><arg direction="in" type="s"/><arg direction="in" type="v"/><arg direction="in" type="s"/><arg direction="in" type="v"/><arg direction="in" type="v"/><arg direction="out" type="i"/></method>
     <method name="AddSettings"><arg direction="in" type="aa{sv}"/><arg direction="out" type="aa{sv}"/></method>
+    <method name="RemoveSettings"><arg direction="in" type="as"/><arg direction="out" type="ai"/></method>
   </interface>
 "#;
 
@@ -420,6 +432,14 @@ impl CallHook for SettingsHook {
                     self.add_setting(tree, &full, request).0
                 };
                 one(method_return(call, &code))
+            }
+            "RemoveSettings" => {
+                let Ok(paths) = call.body().deserialize::<Vec<String>>() else {
+                    return one(error_reply(call, fdo::Error::InvalidArgs("RemoveSettings takes as".into())));
+                };
+                let codes: Vec<i32> =
+                    paths.iter().map(|p| self.remove_setting(tree, &join_path(path, p))).collect();
+                one(method_return(call, &codes))
             }
             "SetValue" if self.lock().settings.contains_key(path) => {
                 let body = call.body();

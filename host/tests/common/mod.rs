@@ -8,6 +8,7 @@
 
 pub mod daemon;
 pub mod recorder;
+pub mod services;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -67,6 +68,12 @@ impl PrivateBus {
         let mut cmd = Command::new(program);
         cmd.env("DBUS_SESSION_BUS_ADDRESS", &self.address);
         cmd
+    }
+
+    /// `gdbus call` of a BusItem method without arguments; returns (success, stdout, stderr).
+    pub fn gdbus_call(&self, dest: &str, path: &str, method: &str) -> (bool, String, String) {
+        let method = format!("com.victronenergy.BusItem.{method}");
+        self.run("gdbus", &["call", "--session", "--dest", dest, "--object-path", path, "--method", &method])
     }
 
     /// Runs a command to completion; returns (success, stdout, stderr).
