@@ -5,12 +5,14 @@
 //! * [`engine`]: the polling engine (buses, devices, presence, timeouts).
 //! * [`dbus`]: Victron BusItem services (one connection per service, low-level dispatcher).
 //! * [`settings`]: the `com.victronenergy.settings` client and the built-in stand-in service.
+//! * [`dyngen`]: dynamic generation (export limiting) and the standard `/Ac/PowerLimit`.
 //! * [`logging`]: the one-line stderr logger for multilog.
 
 pub mod daemon;
 pub mod dbus;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod dyngen;
 pub mod engine;
 pub mod link;
 pub mod logging;

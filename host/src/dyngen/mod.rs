@@ -1,0 +1,337 @@
+//! Dynamic generation (export limiting) and the standard `/Ac/PowerLimit`.
+//!
+//! The control law is core's [`dmc_core::control::Controller`]; this module is
+//! its host: it feeds it readings, applies its answers, and publishes what it
+//! does.
+//!
+//! * [`settings`]: `/Settings/DynamicGeneration/*` and the fork's old settings.
+//! * [`watch`]: grid meters, batteries, the inverter/charger and the system
+//!   service, followed through signals.
+//! * [`inverter`]: the paths on the PV inverter's service and the arbiter
+//!   between the controller and an external `/Ac/PowerLimit` writer.
+//!
+//! Hooks: the publisher calls [`DynGen::add_items`] while building a PV
+//! inverter's service, [`DynGen::attach`] once it is registered,
+//! [`DynGen::inverter_values`] after each read of it and
+//! [`DynGen::set_power_limit`] for remote writes of `/Ac/PowerLimit`. The
+//! loop ([`DynGen::run`]) steps the controller once a second and on every new
+//! grid reading, and writes the rate register through the bus's command
+//! queue, so writes take turns with the polling like any D-Bus write.
+
+pub mod inverter;
+pub mod settings;
+pub mod watch;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration as StdDuration;
+
+use async_io::Timer;
+use dmc_core::control::{Config, Controller, Inputs, Sample};
+use dmc_core::profile::Profile;
+use dmc_core::register::RegisterDef;
+use dmc_core::time::{Duration, Instant};
+use dmc_core::value::Value;
+
+use crate::dbus::{BusChoice, ItemValue, Service, ServiceBuilder, Spawner};
+use crate::engine::{Clock, Command, Device};
+use crate::settings::client::SettingsClient;
+use inverter::{Arbiter, Decision};
+use settings::DynGenSettings;
+use watch::{SiteReadings, Watcher};
+
+/// Tunables of the host side.
+#[derive(Clone, Debug)]
+pub struct DynGenOptions {
+    /// The `/Ac/PowerLimit` watchdog (venus-conventions §4.3: 60 s).
+    pub power_limit_timeout: StdDuration,
+    /// Controller step period when no grid reading arrives.
+    pub tick: StdDuration,
+}
+
+impl Default for DynGenOptions {
+    fn default() -> Self {
+        DynGenOptions { power_limit_timeout: StdDuration::from_secs(60), tick: StdDuration::from_secs(1) }
+    }
+}
+
+/// The inverter being limited.
+struct Inverter {
+    service: Arc<Service>,
+    commands: async_channel::Sender<Command>,
+    device: usize,
+    rate: &'static RegisterDef,
+}
+
+#[derive(Default)]
+struct State {
+    inverter: Option<Inverter>,
+    pv: Option<Sample>,
+    max_power_w: Option<f64>,
+    /// The external limit (W) and the time of its last write.
+    external: Option<Sample>,
+    settings: DynGenSettings,
+}
+
+struct Shared {
+    options: DynGenOptions,
+    clock: Clock,
+    state: Mutex<State>,
+    wake: async_channel::Sender<()>,
+    woken: async_channel::Receiver<()>,
+}
+
+/// Dynamic generation for one daemon (one limitable inverter).
+#[derive(Clone)]
+pub struct DynGen {
+    shared: Arc<Shared>,
+}
+
+impl DynGen {
+    /// A handle using the engine's `clock` (readings from the engine carry its time).
+    pub fn new(options: DynGenOptions, clock: Clock) -> DynGen {
+        let (wake, woken) = async_channel::bounded(1);
+        let shared = Shared { options, clock, state: Mutex::default(), wake, woken };
+        DynGen { shared: Arc::new(shared) }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds the paths to a service being built for `profile`; false (nothing
+    /// added) when the profile cannot be limited or an inverter is already attached.
+    pub fn add_items(&self, b: &mut ServiceBuilder, profile: &'static Profile, values: &[Value]) -> bool {
+        if inverter::rate_register(profile).is_none() {
+            return false;
+        }
+        let max = profile
+            .register_for_path(inverter::MAX_POWER)
+            .and_then(|(i, _)| values.get(i))
+            .and_then(value_number);
+        inverter::add_items(b, max);
+        true
+    }
+
+    /// The inverter's service is registered: limit through `commands` (device `device`).
+    pub fn attach(
+        &self,
+        service: Arc<Service>,
+        profile: &'static Profile,
+        commands: async_channel::Sender<Command>,
+        device: usize,
+    ) {
+        let Some(rate) = inverter::rate_register(profile) else { return };
+        let mut s = self.state();
+        if let Some(old) = &s.inverter {
+            if old.service.name() != service.name() {
+                log::warn!(
+                    "dynamic generation: {} already limited; {} is not (one inverter only)",
+                    old.service.name(),
+                    service.name()
+                );
+                return;
+            }
+        }
+        log::info!("dynamic generation: limiting {}", service.name());
+        s.inverter = Some(Inverter { service, commands, device, rate });
+    }
+
+    /// After a read of a device: takes the inverter's power and rated power.
+    pub fn inverter_values(&self, service: &str, device: &Device, now: Instant) {
+        let mut s = self.state();
+        if s.inverter.as_ref().is_none_or(|i| i.service.name() != service) {
+            return;
+        }
+        if let Some(p) = device.value_of("/Ac/Power").and_then(value_number) {
+            s.pv = Some(Sample::new(p as f32, now));
+        }
+        if let Some(m) = device.value_of(inverter::MAX_POWER).and_then(value_number) {
+            s.max_power_w = Some(m);
+        }
+    }
+
+    /// A remote write of `/Ac/PowerLimit` (W). Every write re-arms the
+    /// watchdog, an unchanged value too. Refused (SetValue 2) when not a
+    /// finite number.
+    pub fn set_power_limit(&self, value: &ItemValue) -> bool {
+        let Some(w) = settings::number_of(value) else { return false };
+        let now = self.shared.clock.now();
+        self.state().external = Some(Sample::new(w.max(0.0) as f32, now));
+        let _ = self.shared.wake.try_send(());
+        true
+    }
+
+    /// Runs forever: settings, watcher, and the control loop.
+    pub async fn run(self, bus: BusChoice, spawner: Spawner, settings: Option<SettingsClient>) {
+        if let Some(client) = &settings {
+            self.load_settings(client, &spawner).await;
+        }
+        let grid_update = self.shared.wake.clone();
+        // Held for as long as the loop runs: dropping it stops the watcher's connection.
+        let mut _connection = None;
+        let watcher = match crate::dbus::connect(&bus, &spawner).await {
+            Ok(conn) => {
+                let started =
+                    Watcher::start(conn.conn.clone(), spawner.clone(), self.shared.clock, grid_update).await;
+                _connection = Some(conn);
+                started.map_err(|e| log::error!("dynamic generation: watching the bus failed: {e}")).ok()
+            }
+            Err(e) => {
+                log::error!("dynamic generation: cannot connect to D-Bus: {e}");
+                None
+            }
+        };
+        let mut controller = Controller::new(Config::DEFAULT);
+        let mut arbiter = Arbiter::default();
+        loop {
+            let tick = self.shared.options.tick;
+            futures_lite::future::or(
+                async {
+                    let _ = self.shared.woken.recv().await;
+                },
+                async {
+                    Timer::after(tick).await;
+                },
+            )
+            .await;
+            let site = watcher.as_ref().map(Watcher::readings).unwrap_or_default();
+            self.step(&mut controller, &mut arbiter, &site).await;
+        }
+    }
+
+    async fn load_settings(&self, client: &SettingsClient, spawner: &Spawner) {
+        // The fork's switch seeds ours only when ours does not exist yet.
+        let ours_exists = client.get_value(settings::ENABLED).await.is_ok();
+        let fork_enabled = client.get_value(settings::FORK_DERATE).await.ok();
+        let seed = match (&fork_enabled, ours_exists) {
+            (Some(v), false) => settings::number_of(v).map_or(0, |n| i32::from(n != 0.0)),
+            _ => 0,
+        };
+        if seed == 1 {
+            log::info!("dynamic generation: enabled from the fork's derateGeneration setting");
+        }
+        match client.add_settings(&settings::specs(seed)).await {
+            Ok(results) => {
+                let mut s = self.state();
+                for r in results {
+                    match r.value {
+                        Some(v) if r.error == 0 => {
+                            s.settings.apply(&r.path, &v);
+                        }
+                        _ => log::warn!("dynamic generation: setting {} not created ({})", r.path, r.error),
+                    }
+                }
+            }
+            Err(e) => log::warn!("dynamic generation: settings not available ({e}); defaults used"),
+        }
+        if let Ok(v) = client.get_value(settings::FORK_ENERGY_DIFFERENCE).await {
+            log::info!("dynamic generation: using the fork's energyDifference ({})", v.default_text());
+            self.state().settings.apply(settings::FORK_ENERGY_DIFFERENCE, &v);
+        }
+        match client.subscribe(settings::watched_paths()).await {
+            Ok(changes) => {
+                let me = self.clone();
+                let task = async move {
+                    while let Ok((path, value)) = changes.recv().await {
+                        if me.state().settings.apply(&path, &value) {
+                            log::info!("dynamic generation: {path} = {}", value.default_text());
+                            let _ = me.shared.wake.try_send(());
+                        }
+                    }
+                };
+                // Detached: it ends with the settings connection.
+                spawner.spawn(task).detach();
+            }
+            Err(e) => log::warn!("dynamic generation: setting changes not followed: {e}"),
+        }
+    }
+
+    /// One controller step and its consequences.
+    async fn step(&self, controller: &mut Controller, arbiter: &mut Arbiter, site: &SiteReadings) {
+        let now = self.shared.clock.now();
+        let timeout = Duration::from_micros(
+            u64::try_from(self.shared.options.power_limit_timeout.as_micros()).unwrap_or(u64::MAX),
+        );
+        let (service, commands, device, rate, inputs, settings, expired) = {
+            let mut s = self.state();
+            let Some(inv) = &s.inverter else { return };
+            let (service, commands, device, rate) =
+                (inv.service.clone(), inv.commands.clone(), inv.device, inv.rate);
+            let expired = s.external.is_some_and(|x| now.saturating_since(x.at) > timeout);
+            if expired {
+                s.external = None;
+            }
+            let inputs = Inputs {
+                grid_power_w: site.grid_power_w,
+                pv_power_w: s.pv,
+                battery_power_w: site.battery_power_w,
+                soc_percent: site.soc_percent,
+                battery_voltage_v: site.battery_voltage_v,
+                charger_state: site.charger_state,
+                ac_in_power_w: site.ac_in_power_w,
+                external_limit_w: s.external,
+                max_power_w: s.max_power_w.map(|m| m as f32),
+            };
+            (service, commands, device, rate, inputs, s.settings, expired)
+        };
+        if expired {
+            // §4.3: on expiry the limit reverts to full power and is republished as /Ac/MaxPower.
+            log::info!("dynamic generation: /Ac/PowerLimit not refreshed; reverting to full power");
+            let max = inputs.max_power_w.map(f64::from);
+            let _ = service.set_value(inverter::POWER_LIMIT, ItemValue::from(max));
+        }
+        let enabled = settings.enabled && settings.gate_open(site.grid_import_kwh, site.grid_export_kwh);
+        let mut config = settings.controller_config();
+        config.enabled = enabled;
+        config.external_limit_timeout = timeout;
+        controller.set_config(config);
+        let step = controller.step(now, &inputs);
+        let external = inputs.external_limit_w.map(|x| f64::from(x.value));
+        let decision = arbiter.decide(now, enabled, &step, external, inputs.max_power_w.map(f64::from));
+        if let Some(percent) = decision.write {
+            match crate::publish::write_register(&commands, device, rate, f64::from(percent)).await {
+                Ok(()) => {
+                    log::debug!("dynamic generation: rate {percent} % ({})", decision.status);
+                    arbiter.wrote(percent, now);
+                }
+                Err(e) => {
+                    log::warn!("dynamic generation: writing rate {percent} %: {e}");
+                    controller.write_failed();
+                    arbiter.write_failed();
+                }
+            }
+        }
+        publish(&service, &decision, arbiter.written_percent()).await;
+    }
+}
+
+fn publish_values(service: &Service, decision: &Decision, percent: Option<u16>) {
+    let text = ItemValue::Text(decision.status.clone());
+    let demand = ItemValue::from(decision.demand_w.map(|w| w.round()));
+    for (path, value) in [
+        (inverter::STATUS, text.clone()),
+        (inverter::FORK_STATUS, text),
+        (inverter::POWER, demand.clone()),
+        (inverter::FORK_POWER, demand),
+        (inverter::LIMIT, ItemValue::from(decision.limit_w.map(|w| w.round()))),
+        (inverter::FORK_POWER_MAX, ItemValue::from(percent.map(i32::from))),
+    ] {
+        let _ = service.set_value(path, value);
+    }
+}
+
+async fn publish(service: &Service, decision: &Decision, percent: Option<u16>) {
+    publish_values(service, decision, percent);
+    if let Err(e) = service.flush().await {
+        log::warn!("{}: ItemsChanged not sent: {e}", service.name());
+    }
+}
+
+/// A number from a decoded register value.
+fn value_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Float(f) if f.is_finite() => Some(*f),
+        Value::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
