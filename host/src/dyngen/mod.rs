@@ -46,11 +46,38 @@ pub struct DynGenOptions {
     pub power_limit_timeout: StdDuration,
     /// Controller step period when no grid reading arrives.
     pub tick: StdDuration,
+    /// Apply the Python fork's rule instead of core's controller, for
+    /// comparison figures only ([`fork_percent`]); never on a real site.
+    pub fork_law: bool,
 }
 
 impl Default for DynGenOptions {
     fn default() -> Self {
-        DynGenOptions { power_limit_timeout: StdDuration::from_secs(60), tick: StdDuration::from_secs(1) }
+        DynGenOptions {
+            power_limit_timeout: StdDuration::from_secs(60),
+            tick: StdDuration::from_secs(1),
+            fork_law: false,
+        }
+    }
+}
+
+/// The fork's rule (its README, "Dynamic Generation limit setup"): below 90 %
+/// SoC full power; otherwise grid + PV, plus battery discharge above 100 W,
+/// rounded up to a percent of `max_power_w` and clamped to 2..100. The fork
+/// writes it every second while PV gives at least 50 W.
+pub fn fork_percent(grid_w: f32, pv_w: f32, battery_w: f32, soc: f32, max_power_w: f32) -> u16 {
+    if soc < 90.0 || max_power_w <= 0.0 {
+        return 100;
+    }
+    let mut limit = grid_w + pv_w;
+    if battery_w < -100.0 {
+        limit -= battery_w;
+    }
+    let percent = (100.0 * limit / max_power_w).ceil();
+    if percent.is_finite() {
+        percent.clamp(2.0, 100.0) as u16
+    } else {
+        100
     }
 }
 
@@ -183,6 +210,7 @@ impl DynGen {
         };
         let mut controller = Controller::new(Config::DEFAULT);
         let mut arbiter = Arbiter::default();
+        let mut fork_written: Option<Instant> = None;
         loop {
             let tick = self.shared.options.tick;
             futures_lite::future::or(
@@ -195,7 +223,11 @@ impl DynGen {
             )
             .await;
             let site = watcher.as_ref().map(Watcher::readings).unwrap_or_default();
-            self.step(&mut controller, &mut arbiter, &site).await;
+            if self.shared.options.fork_law {
+                self.fork_step(&mut fork_written, &site).await;
+            } else {
+                self.step(&mut controller, &mut arbiter, &site).await;
+            }
         }
     }
 
@@ -305,6 +337,32 @@ impl DynGen {
     }
 }
 
+impl DynGen {
+    /// The fork's rule, once a second, for comparison runs ([`DynGenOptions::fork_law`]).
+    async fn fork_step(&self, last: &mut Option<Instant>, site: &SiteReadings) {
+        let now = self.shared.clock.now();
+        if last.is_some_and(|t| now.saturating_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        let (commands, device, rate, pv, max) = {
+            let s = self.state();
+            let Some(inv) = &s.inverter else { return };
+            (inv.commands.clone(), inv.device, inv.rate, s.pv, s.max_power_w)
+        };
+        let (Some(pv), Some(grid), Some(max)) = (pv, site.grid_power_w, max) else { return };
+        if pv.value < 50.0 {
+            return;
+        }
+        *last = Some(now);
+        let battery = site.battery_power_w.map_or(0.0, |b| b.value);
+        let soc = site.soc_percent.map_or(0.0, |s| s.value);
+        let percent = fork_percent(grid.value, pv.value, battery, soc, max as f32);
+        if let Err(e) = crate::publish::write_register(&commands, device, rate, f64::from(percent)).await {
+            log::warn!("dynamic generation (fork rule): writing rate {percent} %: {e}");
+        }
+    }
+}
+
 fn publish_values(service: &Service, decision: &Decision, percent: Option<u16>) {
     let text = ItemValue::Text(decision.status.clone());
     let demand = ItemValue::from(decision.demand_w.map(|w| w.round()));
@@ -333,5 +391,19 @@ fn value_number(v: &Value) -> Option<f64> {
         Value::Float(f) if f.is_finite() => Some(*f),
         Value::Int(i) => Some(*i as f64),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_fork_rule_as_its_readme_says() {
+        assert_eq!(fork_percent(0.0, 1000.0, 2000.0, 80.0, 4200.0), 100, "battery below 90 %: free");
+        assert_eq!(fork_percent(0.0, 1000.0, 500.0, 95.0, 4200.0), 24, "grid + PV, rounded up");
+        assert_eq!(fork_percent(0.0, 1000.0, -500.0, 95.0, 4200.0), 36, "plus the discharge");
+        assert_eq!(fork_percent(-3000.0, 1000.0, 0.0, 95.0, 4200.0), 2, "floor");
+        assert_eq!(fork_percent(f32::NAN, 1000.0, 0.0, 95.0, 4200.0), 100);
     }
 }

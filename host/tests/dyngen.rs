@@ -1,0 +1,417 @@
+//! Dynamic generation end to end: a private dbus-daemon, the settings
+//! stand-in, the simulated Growatt and SDM230 on a pty, fake battery and
+//! vebus services published by the test, and the daemon closing the loop over
+//! D-Bus and Modbus.
+//!
+//! No timed assertions: every wait is for an event with a generous bound.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Background, PrivateBus};
+use dbus_modbus_client::daemon::{self, DaemonOptions};
+use dbus_modbus_client::dbus::{Item, ItemValue, Service, ServiceBuilder};
+use dbus_modbus_client::dyngen::DynGenOptions;
+use dbus_modbus_client::spec::DeviceSpec;
+use dmc_hil::model::plant::{PlantConfig, PlantState};
+use dmc_hil::serve::{SimConfig, SimHandle};
+use zbus::zvariant::OwnedValue;
+
+const BATTERY: &str = "com.victronenergy.battery.sim_0";
+const VEBUS: &str = "com.victronenergy.vebus.sim_0";
+
+/// Writes a settings stand-in file with `lines` (path, type, value, default).
+fn seed_settings(file: &Path, lines: &[(&str, &str, &str)]) {
+    let mut text = String::from("# dbus-modbus-client settings v1\n");
+    for (path, kind, value) in lines {
+        text.push_str(&format!("{path}\t{kind}\t{value}\t{value}\n"));
+    }
+    std::fs::write(file, text).expect("settings file");
+}
+
+/// One zbus connection for the test's own calls.
+struct Client {
+    conn: zbus::Connection,
+}
+
+impl Client {
+    fn new(bg: &Background, bus: &PrivateBus) -> Client {
+        let address = bus.address().to_string();
+        let conn = bg.block_on(async move {
+            zbus::connection::Builder::address(address.as_str())
+                .expect("address")
+                .build()
+                .await
+                .expect("connect")
+        });
+        Client { conn }
+    }
+
+    fn names(&self, bg: &Background) -> Vec<String> {
+        let conn = self.conn.clone();
+        bg.block_on(async move {
+            let reply = conn
+                .call_method(
+                    Some("org.freedesktop.DBus"),
+                    "/org/freedesktop/DBus",
+                    Some("org.freedesktop.DBus"),
+                    "ListNames",
+                    &(),
+                )
+                .await
+                .expect("ListNames");
+            reply.body().deserialize::<Vec<String>>().expect("as")
+        })
+    }
+
+    fn get(&self, bg: &Background, service: &str, path: &str) -> Option<ItemValue> {
+        let (conn, service, path) = (self.conn.clone(), service.to_string(), path.to_string());
+        bg.block_on(async move {
+            let reply = conn
+                .call_method(
+                    Some(service.as_str()),
+                    path.as_str(),
+                    Some("com.victronenergy.BusItem"),
+                    "GetValue",
+                    &(),
+                )
+                .await
+                .ok()?;
+            let v: OwnedValue = reply.body().deserialize().ok()?;
+            ItemValue::from_dbus(&v)
+        })
+    }
+
+    fn set(&self, bg: &Background, service: &str, path: &str, value: ItemValue) -> i32 {
+        let (conn, service, path) = (self.conn.clone(), service.to_string(), path.to_string());
+        bg.block_on(async move {
+            let reply = conn
+                .call_method(
+                    Some(service.as_str()),
+                    path.as_str(),
+                    Some("com.victronenergy.BusItem"),
+                    "SetValue",
+                    &value.to_dbus(),
+                )
+                .await
+                .expect("SetValue");
+            reply.body().deserialize::<i32>().expect("i")
+        })
+    }
+
+    fn text(&self, bg: &Background, service: &str, path: &str) -> String {
+        match self.get(bg, service, path) {
+            Some(ItemValue::Text(t)) => t,
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn number(&self, bg: &Background, service: &str, path: &str) -> Option<f64> {
+        match self.get(bg, service, path)? {
+            ItemValue::Double(d) => Some(d),
+            ItemValue::Int(i) => Some(f64::from(i)),
+            _ => None,
+        }
+    }
+}
+
+/// Waits for `cond`, checking every 100 ms, at most `within`; false on time-out.
+fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+/// The fake battery and inverter/charger, as a BMS and a Multi publish them.
+struct FakeSite {
+    battery: Arc<Service>,
+    vebus: Arc<Service>,
+}
+
+impl FakeSite {
+    fn start(bg: &Background, bus: &PrivateBus, soc: f64) -> FakeSite {
+        let build = |name: &str, items: Vec<(&str, ItemValue)>| {
+            let mut b = ServiceBuilder::new(name);
+            for (path, value) in items {
+                b.add(path, Item::new(value)).expect("path");
+            }
+            let (choice, spawner) = (bus.bus(), bg.spawner.clone());
+            Arc::new(bg.block_on(async move { b.register(&choice, &spawner).await.expect("register") }))
+        };
+        let battery = build(
+            BATTERY,
+            vec![
+                ("/Dc/0/Power", ItemValue::Double(0.0)),
+                ("/Dc/0/Voltage", ItemValue::Double(52.0)),
+                ("/Soc", ItemValue::Double(soc)),
+                ("/Connected", ItemValue::Int(1)),
+            ],
+        );
+        let vebus = build(
+            VEBUS,
+            vec![
+                ("/State", ItemValue::Int(3)),
+                ("/Ac/ActiveIn/P", ItemValue::Double(0.0)),
+                ("/Connected", ItemValue::Int(1)),
+            ],
+        );
+        FakeSite { battery, vebus }
+    }
+
+    /// Publishes the plant's battery and grid (one ItemsChanged per service).
+    fn update(&self, bg: &Background, p: &PlantState) {
+        let _ = self.battery.set_value("/Dc/0/Power", p.battery_w);
+        let _ = self.battery.set_value("/Soc", (p.soc * 10.0).round() / 10.0);
+        // Bulk while charging below 100 %, inverting while discharging, float when full.
+        let state = if p.battery_w < -50.0 {
+            9
+        } else if p.soc >= 99.9 {
+            5
+        } else {
+            3
+        };
+        let _ = self.vebus.set_value("/State", state);
+        let _ = self.vebus.set_value("/Ac/ActiveIn/P", p.grid_w);
+        let (b, v) = (self.battery.clone(), self.vebus.clone());
+        bg.block_on(async move {
+            let _ = b.flush().await;
+            let _ = v.flush().await;
+        });
+    }
+}
+
+/// The daemon on `bus` against `sim`, with dynamic generation tunables.
+fn start_daemon(
+    bg: &Background,
+    bus: &PrivateBus,
+    sim: &SimHandle,
+    dyngen: DynGenOptions,
+) -> (Arc<AtomicBool>, async_executor::Task<i32>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let devices = [1u8, 2]
+        .iter()
+        .map(|u| DeviceSpec::parse(&format!("rtu:{}:9600:{u}", sim.path().display())).expect("spec"))
+        .collect();
+    let options =
+        DaemonOptions { bus: bus.bus(), devices, dyngen, no_watchdog: true, ..DaemonOptions::default() };
+    let task = bg.spawner.spawn(daemon::run_async(options, bg.spawner.clone(), stop.clone()));
+    (stop, task)
+}
+
+fn find(client: &Client, bg: &Background, prefix: &str) -> Option<String> {
+    let mut found = None;
+    wait_until(Duration::from_secs(30), || {
+        found = client.names(bg).into_iter().find(|n| n.starts_with(prefix));
+        found.is_some()
+    });
+    found
+}
+
+fn rate(sim: &SimHandle) -> f64 {
+    sim.value("growatt", "active_rate").unwrap_or(f64::NAN)
+}
+
+#[test]
+fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
+    let Some(bus) = PrivateBus::start() else { return };
+    let bg = Background::start();
+    let sim = SimHandle::spawn_pty(SimConfig::default()).expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("settings.txt");
+    // An installation coming from the fork: its switch seeds ours.
+    seed_settings(&file, &[("/Settings/DynamicGeneration/derateGeneration", "i", "1")]);
+    let standin = common::start_standin(&bus, &bg, file);
+    // Above the SoC threshold: the controller tracks the house load.
+    let site = FakeSite::start(&bg, &bus, 95.0);
+    let timeout = Duration::from_secs(4);
+    let (stop, daemon) = start_daemon(
+        &bg,
+        &bus,
+        &sim,
+        DynGenOptions { power_limit_timeout: timeout, ..DynGenOptions::default() },
+    );
+    let client = Client::new(&bg, &bus);
+    let pv = find(&client, &bg, "com.victronenergy.pvinverter.growatt_").expect("pv service");
+    let status = |c: &Client| c.text(&bg, &pv, "/DynamicGeneration/Status");
+
+    // The fork's switch became ours; the controller tracks (SoC 95 %, grid meter and inverter present).
+    assert!(
+        wait_until(Duration::from_secs(60), || status(&client) == "Tracking"),
+        "status {}",
+        status(&client)
+    );
+    assert_eq!(
+        client.get(&bg, "com.victronenergy.settings", "/Settings/DynamicGeneration/Enabled"),
+        Some(ItemValue::Int(1))
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || rate(&sim) < 90.0),
+        "the controller limits: {}",
+        rate(&sim)
+    );
+    assert_eq!(client.number(&bg, &pv, "/Ac/PowerLimit"), Some(4200.0), "initially the rated power");
+    assert_eq!(client.text(&bg, &pv, "/dynamicGenerationStatus"), status(&client), "the fork's alias");
+    assert_eq!(client.set(&bg, &pv, "/dynamicGenerationStatus", "x".into()), 1, "aliases are read-only");
+    assert!(client.number(&bg, &pv, "/DynamicGeneration/Power").is_some());
+
+    // An external limit below the controller's wins and says so.
+    assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Double(168.0)), 0);
+    assert!(
+        wait_until(Duration::from_secs(30), || status(&client) == "External limit"),
+        "{}",
+        status(&client)
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || rate(&sim) == 4.0),
+        "168 W of 4200 W = 4 %: {}",
+        rate(&sim)
+    );
+    assert_eq!(client.number(&bg, &pv, "/DynamicGeneration/Limit"), Some(168.0));
+
+    // Re-writing the same value keeps it alive well past the watchdog time.
+    for _ in 0..6 {
+        std::thread::sleep(timeout / 3);
+        assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Double(168.0)), 0);
+        assert_eq!(status(&client), "External limit", "refreshed limit expired");
+    }
+    // Not refreshed: reverts to full power, /Ac/PowerLimit republished as /Ac/MaxPower.
+    assert!(
+        wait_until(Duration::from_secs(60), || client.number(&bg, &pv, "/Ac/PowerLimit") == Some(4200.0)),
+        "watchdog did not revert"
+    );
+    assert!(wait_until(Duration::from_secs(30), || status(&client) == "Tracking"), "{}", status(&client));
+
+    // A higher external limit does not win over the controller.
+    assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Double(4000.0)), 0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(status(&client), "Tracking");
+    assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Text("x".into())), 1, "not a number");
+
+    // Disabled in the settings (PropertiesChanged): the external limit alone, then released.
+    assert_eq!(
+        client.set(
+            &bg,
+            "com.victronenergy.settings",
+            "/Settings/DynamicGeneration/Enabled",
+            ItemValue::Int(0)
+        ),
+        0
+    );
+    assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Double(2100.0)), 0);
+    assert!(wait_until(Duration::from_secs(30), || rate(&sim) == 50.0), "external alone: {}", rate(&sim));
+    assert_eq!(status(&client), "External limit");
+    assert!(wait_until(Duration::from_secs(60), || status(&client) == "Disabled"), "{}", status(&client));
+    assert!(wait_until(Duration::from_secs(30), || rate(&sim) == 100.0), "released: {}", rate(&sim));
+
+    drop(site);
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(async_io::block_on(daemon), 0);
+    drop(standin);
+}
+
+/// Figures of one closed-loop day.
+#[derive(Debug)]
+struct DayFigures {
+    exported_wh: f64,
+    excess_export_wh: f64,
+    curtailed_wh: f64,
+    curtailed_charging_wh: f64,
+    imported_wh: f64,
+    writes: u64,
+    final_soc: f64,
+}
+
+/// Runs the scripted day with the daemon in the loop and returns its figures.
+fn run_day(export_limit_w: f64, fork_law: bool) -> Option<DayFigures> {
+    let bus = PrivateBus::start()?;
+    let bg = Background::start();
+    let plant = PlantConfig { export_allowance_w: export_limit_w, ..PlantConfig::default() };
+    let sim =
+        SimHandle::spawn_pty(SimConfig { plant: Some(plant), ..SimConfig::default() }).expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("settings.txt");
+    let export = format!("{export_limit_w}");
+    seed_settings(
+        &file,
+        &[
+            ("/Settings/DynamicGeneration/Enabled", "i", "1"),
+            ("/Settings/DynamicGeneration/ExportLimit", "f", export.as_str()),
+        ],
+    );
+    let standin = common::start_standin(&bus, &bg, file);
+    let start = sim.plant().expect("plant");
+    let site = FakeSite::start(&bg, &bus, start.soc);
+    let (stop, daemon) =
+        start_daemon(&bg, &bus, &sim, DynGenOptions { fork_law, ..DynGenOptions::default() });
+    let writes_before = sim.stats().unit(1).map(|u| u.writes_applied).unwrap_or(0);
+    let mut last = start;
+    let mut trace: HashMap<u64, String> = HashMap::new();
+    while last.day_time_s < plant.day_s {
+        std::thread::sleep(Duration::from_millis(200));
+        last = sim.plant().expect("plant");
+        site.update(&bg, &last);
+        let second = last.day_time_s as u64;
+        trace.entry(second).or_insert_with(|| {
+            format!(
+                "t={second:3} load={:5.0} avail={:5.0} pv={:5.0} batt={:6.0} soc={:5.1} grid={:6.0} rate={}",
+                last.load_w,
+                last.pv_available_w,
+                last.pv_w,
+                last.battery_w,
+                last.soc,
+                last.grid_w,
+                rate(&sim)
+            )
+        });
+    }
+    let writes = sim.stats().unit(1).map(|u| u.writes_applied).unwrap_or(0) - writes_before;
+    if std::env::var_os("DYNGEN_TRACE").is_some() {
+        let mut keys: Vec<_> = trace.keys().copied().collect();
+        keys.sort_unstable();
+        for k in keys {
+            eprintln!("{}", trace[&k]);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(async_io::block_on(daemon), 0);
+    drop(site);
+    drop(standin);
+    let t = last.tally;
+    Some(DayFigures {
+        exported_wh: t.exported_wh,
+        excess_export_wh: t.excess_export_wh,
+        curtailed_wh: t.curtailed_wh,
+        curtailed_charging_wh: t.curtailed_charging_wh,
+        imported_wh: t.imported_wh,
+        writes,
+        final_soc: last.soc,
+    })
+}
+
+#[test]
+fn closed_loop_day_keeps_export_within_the_limit_and_lets_pv_charge() {
+    let Some(day) = run_day(100.0, false) else { return };
+    eprintln!("closed-loop day, controller: {day:?}");
+    // Uncontrolled, this day exports about 77 Wh (hil plant test); the allowance is 100 W.
+    assert!(day.excess_export_wh < 5.0, "export above the limit: {day:?}");
+    assert!(day.curtailed_charging_wh < 1.0, "PV curtailed while the battery charged below 90 %: {day:?}");
+    assert!(day.writes > 0, "the inverter was never written");
+}
+
+/// The fork's rule on the same day, for the figures (not a pass/fail comparison).
+#[test]
+#[ignore = "figures only: cargo test --test dyngen -- --ignored --nocapture"]
+fn closed_loop_day_with_the_forks_rule() {
+    let Some(day) = run_day(100.0, true) else { return };
+    eprintln!("closed-loop day, fork rule: {day:?}");
+}
