@@ -565,7 +565,6 @@ pub async fn write_register(
     number: f64,
 ) -> Result<(), WriteError> {
     let write = def.encode_write(number).map_err(|e| WriteError::Refused(format!("{e:?}")))?;
-    let mut pdu = [0u8; 16];
     let request = match write.function {
         WriteFunction::Single => match write.words.first() {
             Some(&v) => Request::WriteSingleRegister { address: write.address, value: v },
@@ -576,12 +575,23 @@ pub async fn write_register(
             values: Words::from_slice(&write.words),
         },
     };
+    send_request(commands, device, &request).await.map(drop)
+}
+
+/// Sends one request to device `device` through the bus's command queue and
+/// returns the response PDU once the device answered.
+pub async fn send_request(
+    commands: &async_channel::Sender<Command>,
+    device: usize,
+    request: &Request<'_>,
+) -> Result<Vec<u8>, WriteError> {
+    let mut pdu = [0u8; 260];
     let len = request.emit(&mut pdu).map_err(|e| WriteError::Refused(format!("{e:?}")))?;
     let (reply_tx, reply_rx) = async_channel::bounded(1);
     let cmd = Command { device, pdu: pdu[..len].to_vec(), reply: reply_tx };
     commands.send(cmd).await.map_err(|_| WriteError::Gone)?;
     match reply_rx.recv().await {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(WriteError::Device(e)),
         Err(_) => Err(WriteError::Gone),
     }

@@ -217,6 +217,10 @@ fn find(client: &Client, bg: &Background, prefix: &str) -> Option<String> {
     found
 }
 
+fn near(value: Result<f64, String>, expected: f64) -> bool {
+    value.is_ok_and(|v| (v - expected).abs() < 0.05)
+}
+
 fn rate(sim: &SimHandle) -> f64 {
     sim.value("growatt", "active_rate").unwrap_or(f64::NAN)
 }
@@ -297,6 +301,17 @@ fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
     assert_eq!(status(&client), "Tracking");
     assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Text("x".into())), 1, "not a number");
 
+    // The inverter's own export limiter is never touched unless the user opts in.
+    assert_eq!(sim.value("growatt", "export_limit_enable").ok(), Some(0.0));
+    let g100 = "/Settings/DynamicGeneration/G100ExportLimit";
+    assert_eq!(client.set(&bg, "com.victronenergy.settings", g100, ItemValue::Double(87.6)), 0);
+    assert!(
+        wait_until(Duration::from_secs(30), || near(sim.value("growatt", "export_limit_failed_rate"), 87.6)),
+        "G100 set-up not written"
+    );
+    assert_eq!(sim.value("growatt", "export_limit_enable").ok(), Some(1.0));
+    assert!(near(sim.value("growatt", "export_limit_rate"), 87.6));
+
     // Disabled in the settings (PropertiesChanged): the external limit alone, then released.
     assert_eq!(
         client.set(
@@ -329,6 +344,22 @@ struct DayFigures {
     imported_wh: f64,
     writes: u64,
     final_soc: f64,
+}
+
+impl DayFigures {
+    fn line(&self) -> String {
+        format!(
+            "exported {:.1} Wh (above the limit {:.1} Wh), curtailed {:.1} Wh (while charging below the \
+             threshold {:.2} Wh), imported {:.1} Wh, inverter writes {}, SoC at the end {:.1} %",
+            self.exported_wh,
+            self.excess_export_wh,
+            self.curtailed_wh,
+            self.curtailed_charging_wh,
+            self.imported_wh,
+            self.writes,
+            self.final_soc
+        )
+    }
 }
 
 /// Runs the scripted day with the daemon in the loop and returns its figures.
@@ -401,17 +432,23 @@ fn run_day(export_limit_w: f64, fork_law: bool) -> Option<DayFigures> {
 #[test]
 fn closed_loop_day_keeps_export_within_the_limit_and_lets_pv_charge() {
     let Some(day) = run_day(100.0, false) else { return };
-    eprintln!("closed-loop day, controller: {day:?}");
-    // Uncontrolled, this day exports about 77 Wh (hil plant test); the allowance is 100 W.
-    assert!(day.excess_export_wh < 5.0, "export above the limit: {day:?}");
-    assert!(day.curtailed_charging_wh < 1.0, "PV curtailed while the battery charged below 90 %: {day:?}");
+    eprintln!("closed-loop day, controller: {}", day.line());
+    // Uncontrolled, this day exports about 77 Wh (hil plant test); the allowance is
+    // 100 W over 240 s = 6.7 Wh, and load drops with a full battery cost a little more.
+    let allowance_wh = 100.0 * PlantConfig::default().day_s / 3600.0;
+    assert!(day.exported_wh < allowance_wh + 10.0, "exported: {day:?}");
+    assert!(day.excess_export_wh < 10.0, "export above the limit: {day:?}");
+    assert!(day.curtailed_charging_wh < 2.0, "PV curtailed while the battery charged below 90 %: {day:?}");
     assert!(day.writes > 0, "the inverter was never written");
 }
 
-/// The fork's rule on the same day, for the figures (not a pass/fail comparison).
+/// Figures for the closing note: this controller and the fork's rule on the
+/// same day with no export allowance (the fork has none).
 #[test]
-#[ignore = "figures only: cargo test --test dyngen -- --ignored --nocapture"]
-fn closed_loop_day_with_the_forks_rule() {
-    let Some(day) = run_day(100.0, true) else { return };
-    eprintln!("closed-loop day, fork rule: {day:?}");
+#[ignore = "figures only (8 minutes): cargo test --test dyngen -- --ignored --nocapture"]
+fn closed_loop_day_figures_controller_and_fork_rule() {
+    let Some(ours) = run_day(0.0, false) else { return };
+    let Some(fork) = run_day(0.0, true) else { return };
+    eprintln!("closed-loop day, export limit 0 W, controller: {}", ours.line());
+    eprintln!("closed-loop day, export limit 0 W, fork rule:  {}", fork.line());
 }

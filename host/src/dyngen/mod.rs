@@ -7,6 +7,7 @@
 //! * [`settings`]: `/Settings/DynamicGeneration/*` and the fork's old settings.
 //! * [`watch`]: grid meters, batteries, the inverter/charger and the system
 //!   service, followed through signals.
+//! * [`g100`]: the inverter's own export limiter set-up, only when the user opts in.
 //! * [`inverter`]: the paths on the PV inverter's service and the arbiter
 //!   between the controller and an external `/Ac/PowerLimit` writer.
 //!
@@ -18,6 +19,7 @@
 //! grid reading, and writes the rate register through the bus's command
 //! queue, so writes take turns with the polling like any D-Bus write.
 
+pub mod g100;
 pub mod inverter;
 pub mod settings;
 pub mod watch;
@@ -97,7 +99,17 @@ struct State {
     /// The external limit (W) and the time of its last write.
     external: Option<Sample>,
     settings: DynGenSettings,
+    /// `G100ExportLimit` (percent, 0 = off) and the (service, percent) last applied.
+    g100_percent: f64,
+    g100_applied: Option<(String, u64)>,
+    /// When the inverter was attached (start of the start-up grace).
+    attached_at: Option<Instant>,
 }
+
+/// After start-up, how long the controller waits for a first grid reading
+/// before a missing meter counts as a failure (the daemon's own meter is
+/// still being identified; the fail-safe limit would only curtail needlessly).
+const STARTUP_GRACE: Duration = Duration::from_secs(10);
 
 struct Shared {
     options: DynGenOptions,
@@ -161,6 +173,7 @@ impl DynGen {
         }
         log::info!("dynamic generation: limiting {}", service.name());
         s.inverter = Some(Inverter { service, commands, device, rate });
+        s.attached_at = Some(self.shared.clock.now());
     }
 
     /// After a read of a device: takes the inverter's power and rated power.
@@ -242,13 +255,15 @@ impl DynGen {
         if seed == 1 {
             log::info!("dynamic generation: enabled from the fork's derateGeneration setting");
         }
-        match client.add_settings(&settings::specs(seed)).await {
+        let mut specs = settings::specs(seed);
+        specs.push(crate::settings::client::SettingSpec::float(g100::SETTING, 0.0, 0.0, 100.0));
+        match client.add_settings(&specs).await {
             Ok(results) => {
                 let mut s = self.state();
                 for r in results {
                     match r.value {
                         Some(v) if r.error == 0 => {
-                            s.settings.apply(&r.path, &v);
+                            s.apply_setting(&r.path, &v);
                         }
                         _ => log::warn!("dynamic generation: setting {} not created ({})", r.path, r.error),
                     }
@@ -260,12 +275,14 @@ impl DynGen {
             log::info!("dynamic generation: using the fork's energyDifference ({})", v.default_text());
             self.state().settings.apply(settings::FORK_ENERGY_DIFFERENCE, &v);
         }
-        match client.subscribe(settings::watched_paths()).await {
+        let mut paths = settings::watched_paths();
+        paths.push(g100::SETTING.to_string());
+        match client.subscribe(paths).await {
             Ok(changes) => {
                 let me = self.clone();
                 let task = async move {
                     while let Ok((path, value)) = changes.recv().await {
-                        if me.state().settings.apply(&path, &value) {
+                        if me.state().apply_setting(&path, &value) {
                             log::info!("dynamic generation: {path} = {}", value.default_text());
                             let _ = me.shared.wake.try_send(());
                         }
@@ -289,6 +306,11 @@ impl DynGen {
             let Some(inv) = &s.inverter else { return };
             let (service, commands, device, rate) =
                 (inv.service.clone(), inv.commands.clone(), inv.device, inv.rate);
+            let starting = s.attached_at.is_some_and(|t| now.saturating_since(t) < STARTUP_GRACE);
+            if starting && site.grid_power_w.is_none() {
+                let _ = inv.service.set_value(inverter::STATUS, "Waiting for the grid meter");
+                return;
+            }
             let expired = s.external.is_some_and(|x| now.saturating_since(x.at) > timeout);
             if expired {
                 s.external = None;
@@ -334,6 +356,38 @@ impl DynGen {
             }
         }
         publish(&service, &decision, arbiter.written_percent()).await;
+        self.g100_step(&service, &commands, device).await;
+    }
+
+    /// The opt-in G100 set-up ([`g100`]): once per value and inverter service.
+    async fn g100_step(&self, service: &Service, commands: &async_channel::Sender<Command>, device: usize) {
+        let (percent, due) = {
+            let s = self.state();
+            let key = (service.name().to_string(), s.g100_percent.to_bits());
+            (s.g100_percent, s.g100_applied.as_ref() != Some(&key))
+        };
+        let Some(writes) = g100::writes(percent).filter(|_| due) else { return };
+        for (address, value) in writes {
+            if let Err(e) =
+                crate::publish::send_request(commands, device, &g100::request(address, value)).await
+            {
+                log::warn!("dynamic generation: G100 set-up, holding {address} = {value}: {e}");
+                return;
+            }
+            log::info!("dynamic generation: G100 set-up (opted in): holding {address} = {value}");
+        }
+        self.state().g100_applied = Some((service.name().to_string(), percent.to_bits()));
+    }
+}
+
+impl State {
+    /// Applies a setting of ours; false for other paths.
+    fn apply_setting(&mut self, path: &str, value: &ItemValue) -> bool {
+        if path == g100::SETTING {
+            self.g100_percent = settings::number_of(value).unwrap_or(0.0);
+            return true;
+        }
+        self.settings.apply(path, value)
     }
 }
 
