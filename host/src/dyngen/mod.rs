@@ -106,9 +106,10 @@ struct State {
     attached_at: Option<Instant>,
 }
 
-/// After start-up, how long the controller waits for a first grid reading
-/// before a missing meter counts as a failure (the daemon's own meter is
-/// still being identified; the fail-safe limit would only curtail needlessly).
+/// After start-up, how long the controller waits for the first grid and PV
+/// readings before a missing one counts as a failure (the daemon's own meter
+/// may still be being identified; the fail-safe limit would only curtail
+/// needlessly).
 const STARTUP_GRACE: Duration = Duration::from_secs(10);
 
 struct Shared {
@@ -307,8 +308,8 @@ impl DynGen {
             let (service, commands, device, rate) =
                 (inv.service.clone(), inv.commands.clone(), inv.device, inv.rate);
             let starting = s.attached_at.is_some_and(|t| now.saturating_since(t) < STARTUP_GRACE);
-            if starting && site.grid_power_w.is_none() {
-                let _ = inv.service.set_value(inverter::STATUS, "Waiting for the grid meter");
+            if starting && (site.grid_power_w.is_none() || s.pv.is_none()) {
+                let _ = inv.service.set_value(inverter::STATUS, "Waiting for readings");
                 return;
             }
             let expired = s.external.is_some_and(|x| now.saturating_since(x.at) > timeout);
