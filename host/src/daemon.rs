@@ -292,7 +292,9 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
     }
     let clock = Clock::new();
     let dyngen = crate::dyngen::DynGen::new(options.dyngen.clone(), clock);
-    spawner.spawn(dyngen.clone().run(options.bus.clone(), spawner.clone(), settings.clone())).detach();
+    // Cancelled when the daemon returns.
+    let _dyngen_task =
+        spawner.spawn(dyngen.clone().run(options.bus.clone(), spawner.clone(), settings.clone()));
     let config = Arc::new(PublisherConfig {
         bus: options.bus.clone(),
         spawner: spawner.clone(),

@@ -98,6 +98,8 @@ pub struct Arbiter {
     written: Option<(u16, Instant)>,
     /// A limit below 100 % may be in force (released by writing 100 %).
     limiting: bool,
+    /// Writes failed in a row.
+    failed: u32,
 }
 
 impl Arbiter {
@@ -158,12 +160,19 @@ impl Arbiter {
     pub fn wrote(&mut self, percent: u16, now: Instant) {
         self.written = Some((percent, now));
         self.limiting = percent < 100;
+        self.failed = 0;
     }
 
     /// A write failed: the next decision writes again.
     pub fn write_failed(&mut self) {
         self.written = None;
         self.limiting = true;
+        self.failed = self.failed.saturating_add(1);
+    }
+
+    /// Writes failed in a row since the last success.
+    pub fn failed_writes(&self) -> u32 {
+        self.failed
     }
 
     /// The last percent written, if any.
@@ -232,6 +241,9 @@ mod tests {
         assert_eq!(d.write, None);
         assert!(d.status.contains("unknown"));
         a.write_failed();
+        assert_eq!(a.failed_writes(), 1);
         assert_eq!(a.decide(t(0), false, &disabled_step(), None, Some(4200.0)).write, Some(100));
+        a.wrote(100, t(0));
+        assert_eq!(a.failed_writes(), 0);
     }
 }

@@ -24,7 +24,7 @@ pub mod inverter;
 pub mod settings;
 pub mod watch;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration as StdDuration;
 
 use async_io::Timer;
@@ -85,7 +85,11 @@ pub fn fork_percent(grid_w: f32, pv_w: f32, battery_w: f32, soc: f32, max_power_
 
 /// The inverter being limited.
 struct Inverter {
-    service: Arc<Service>,
+    /// Its bus name.
+    name: String,
+    /// Weak: the publisher owns the service and removes it (a sleeping
+    /// inverter after a day); a strong reference here would keep it on the bus.
+    service: Weak<Service>,
     commands: async_channel::Sender<Command>,
     device: usize,
     rate: &'static RegisterDef,
@@ -163,24 +167,25 @@ impl DynGen {
         let Some(rate) = inverter::rate_register(profile) else { return };
         let mut s = self.state();
         if let Some(old) = &s.inverter {
-            if old.service.name() != service.name() {
+            if old.name != service.name() && old.service.strong_count() > 0 {
                 log::warn!(
                     "dynamic generation: {} already limited; {} is not (one inverter only)",
-                    old.service.name(),
+                    old.name,
                     service.name()
                 );
                 return;
             }
         }
         log::info!("dynamic generation: limiting {}", service.name());
-        s.inverter = Some(Inverter { service, commands, device, rate });
+        let name = service.name().to_string();
+        s.inverter = Some(Inverter { name, service: Arc::downgrade(&service), commands, device, rate });
         s.attached_at = Some(self.shared.clock.now());
     }
 
     /// After a read of a device: takes the inverter's power and rated power.
     pub fn inverter_values(&self, service: &str, device: &Device, now: Instant) {
         let mut s = self.state();
-        if s.inverter.as_ref().is_none_or(|i| i.service.name() != service) {
+        if s.inverter.as_ref().is_none_or(|i| i.name != service) {
             return;
         }
         if let Some(p) = device.value_of("/Ac/Power").and_then(value_number) {
@@ -309,7 +314,9 @@ impl DynGen {
                 (inv.service.clone(), inv.commands.clone(), inv.device, inv.rate);
             let starting = s.attached_at.is_some_and(|t| now.saturating_since(t) < STARTUP_GRACE);
             if starting && (site.grid_power_w.is_none() || s.pv.is_none()) {
-                let _ = inv.service.set_value(inverter::STATUS, "Waiting for readings");
+                if let Some(service) = service.upgrade() {
+                    let _ = service.set_value(inverter::STATUS, "Waiting for readings");
+                }
                 return;
             }
             let expired = s.external.is_some_and(|x| now.saturating_since(x.at) > timeout);
@@ -333,7 +340,9 @@ impl DynGen {
             // §4.3: on expiry the limit reverts to full power and is republished as /Ac/MaxPower.
             log::info!("dynamic generation: /Ac/PowerLimit not refreshed; reverting to full power");
             let max = inputs.max_power_w.map(f64::from);
-            let _ = service.set_value(inverter::POWER_LIMIT, ItemValue::from(max));
+            if let Some(service) = service.upgrade() {
+                let _ = service.set_value(inverter::POWER_LIMIT, ItemValue::from(max));
+            }
         }
         let enabled = settings.enabled && settings.gate_open(site.grid_import_kwh, site.grid_export_kwh);
         let mut config = settings.controller_config();
@@ -347,24 +356,37 @@ impl DynGen {
             match crate::publish::write_register(&commands, device, rate, f64::from(percent)).await {
                 Ok(()) => {
                     log::debug!("dynamic generation: rate {percent} % ({})", decision.status);
+                    if arbiter.failed_writes() > 0 {
+                        log::info!("dynamic generation: writing works again ({percent} %)");
+                    }
                     arbiter.wrote(percent, now);
                 }
                 Err(e) => {
-                    log::warn!("dynamic generation: writing rate {percent} %: {e}");
+                    // Once per failure spell: an inverter asleep all night is not news every second.
+                    if arbiter.failed_writes() == 0 {
+                        log::warn!("dynamic generation: writing rate {percent} %: {e}");
+                    }
                     controller.write_failed();
                     arbiter.write_failed();
                 }
             }
         }
-        publish(&service, &decision, arbiter.written_percent()).await;
-        self.g100_step(&service, &commands, device).await;
+        let Some(service) = service.upgrade() else { return };
+        publish_values(&service, &decision, arbiter.written_percent());
+        // Held only for the flush: see Inverter::service.
+        if let Err(e) = service.flush().await {
+            log::warn!("{}: ItemsChanged not sent: {e}", service.name());
+        }
+        let name = service.name().to_string();
+        drop(service);
+        self.g100_step(&name, &commands, device).await;
     }
 
     /// The opt-in G100 set-up ([`g100`]): once per value and inverter service.
-    async fn g100_step(&self, service: &Service, commands: &async_channel::Sender<Command>, device: usize) {
+    async fn g100_step(&self, service: &str, commands: &async_channel::Sender<Command>, device: usize) {
         let (percent, due) = {
             let s = self.state();
-            let key = (service.name().to_string(), s.g100_percent.to_bits());
+            let key = (service.to_string(), s.g100_percent.to_bits());
             (s.g100_percent, s.g100_applied.as_ref() != Some(&key))
         };
         let Some(writes) = g100::writes(percent).filter(|_| due) else { return };
@@ -377,7 +399,7 @@ impl DynGen {
             }
             log::info!("dynamic generation: G100 set-up (opted in): holding {address} = {value}");
         }
-        self.state().g100_applied = Some((service.name().to_string(), percent.to_bits()));
+        self.state().g100_applied = Some((service.to_string(), percent.to_bits()));
     }
 }
 
@@ -430,13 +452,6 @@ fn publish_values(service: &Service, decision: &Decision, percent: Option<u16>) 
         (inverter::FORK_POWER_MAX, ItemValue::from(percent.map(i32::from))),
     ] {
         let _ = service.set_value(path, value);
-    }
-}
-
-async fn publish(service: &Service, decision: &Decision, percent: Option<u16>) {
-    publish_values(service, decision, percent);
-    if let Err(e) = service.flush().await {
-        log::warn!("{}: ItemsChanged not sent: {e}", service.name());
     }
 }
 
