@@ -334,6 +334,98 @@ fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
     drop(standin);
 }
 
+/// A grid meter published by the test (another driver's service, as on a GX with a Victron meter).
+fn fake_grid(bg: &Background, bus: &PrivateBus, power: f64) -> Arc<Service> {
+    let mut b = ServiceBuilder::new("com.victronenergy.grid.sim_meter");
+    b.add("/Ac/Power", Item::new(power)).expect("path");
+    b.add("/Connected", Item::new(1)).expect("path");
+    let (choice, spawner) = (bus.bus(), bg.spawner.clone());
+    Arc::new(bg.block_on(async move { b.register(&choice, &spawner).await.expect("register") }))
+}
+
+#[test]
+fn watcher_follows_services_coming_going_and_invalid_values() {
+    let Some(bus) = PrivateBus::start() else { return };
+    let bg = Background::start();
+    // Only the Growatt on the Modbus bus: the grid meter is someone else's service.
+    let sim =
+        SimHandle::spawn_pty(SimConfig::with_units(&[(1, dmc_hil::DeviceKind::GrowattMin)])).expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("settings.txt");
+    seed_settings(&file, &[("/Settings/DynamicGeneration/Enabled", "i", "1")]);
+    let standin = common::start_standin(&bus, &bg, file);
+    let site = FakeSite::start(&bg, &bus, 95.0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spec = DeviceSpec::parse(&format!("rtu:{}:9600:1", sim.path().display())).expect("spec");
+    let options =
+        DaemonOptions { bus: bus.bus(), devices: vec![spec], no_watchdog: true, ..DaemonOptions::default() };
+    let daemon = bg.spawner.spawn(daemon::run_async(options, bg.spawner.clone(), stop.clone()));
+    let client = Client::new(&bg, &bus);
+    let pv = find(&client, &bg, "com.victronenergy.pvinverter.growatt_").expect("pv service");
+    let status = |c: &Client| c.text(&bg, &pv, "/DynamicGeneration/Status");
+
+    // No grid meter anywhere: after the start-up grace, the fail-safe (export target 0 W → floor 2 %).
+    assert!(
+        wait_until(Duration::from_secs(60), || status(&client) == "Fail-safe: grid meter"),
+        "{}",
+        status(&client)
+    );
+    assert!(wait_until(Duration::from_secs(30), || rate(&sim) == 2.0), "safe limit: {}", rate(&sim));
+
+    // A meter appears (read once with GetItems, then followed by ItemsChanged): tracking.
+    let grid = fake_grid(&bg, &bus, 400.0);
+    let feed = |g: &Arc<Service>, w: f64| {
+        let _ = g.set_value("/Ac/Power", w);
+        let g = g.clone();
+        bg.block_on(async move {
+            let _ = g.flush().await;
+        });
+    };
+    // A live meter's reading moves; an unchanged value would not be signalled again.
+    let mut reading = 400.0;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            reading += 1.0;
+            feed(&grid, reading);
+            status(&client) == "Tracking"
+        }),
+        "{}",
+        status(&client)
+    );
+    // An invalid value (empty array) is "no reading": fail-safe again once it is the last word.
+    let _ = grid.set_value("/Ac/Power", ItemValue::Invalid);
+    let g = grid.clone();
+    bg.block_on(async move {
+        let _ = g.flush().await;
+    });
+    assert!(
+        wait_until(Duration::from_secs(30), || status(&client) == "Fail-safe: grid meter"),
+        "{}",
+        status(&client)
+    );
+    // Valid again, then the meter leaves the bus (NameOwnerChanged): fail-safe.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            reading += 1.0;
+            feed(&grid, reading);
+            status(&client) == "Tracking"
+        }),
+        "{}",
+        status(&client)
+    );
+    drop(grid);
+    assert!(
+        wait_until(Duration::from_secs(30), || status(&client) == "Fail-safe: grid meter"),
+        "{}",
+        status(&client)
+    );
+
+    drop(site);
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(async_io::block_on(daemon), 0);
+    drop(standin);
+}
+
 /// Figures of one closed-loop day.
 #[derive(Debug)]
 struct DayFigures {
