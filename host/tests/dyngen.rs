@@ -195,10 +195,11 @@ fn start_daemon(
     bg: &Background,
     bus: &PrivateBus,
     sim: &SimHandle,
+    units: &[u8],
     dyngen: DynGenOptions,
 ) -> (Arc<AtomicBool>, async_executor::Task<i32>) {
     let stop = Arc::new(AtomicBool::new(false));
-    let devices = [1u8, 2]
+    let devices = units
         .iter()
         .map(|u| DeviceSpec::parse(&format!("rtu:{}:9600:{u}", sim.path().display())).expect("spec"))
         .collect();
@@ -215,6 +216,16 @@ fn find(client: &Client, bg: &Background, prefix: &str) -> Option<String> {
         found.is_some()
     });
     found
+}
+
+/// Waits (generously) for `/DynamicGeneration/Status` to read `want`.
+fn expect_status(client: &Client, bg: &Background, pv: &str, want: &str) {
+    let status = || client.text(bg, pv, "/DynamicGeneration/Status");
+    assert!(
+        wait_until(Duration::from_secs(60), || status() == want),
+        "status {:?}, wanted {want:?}",
+        status()
+    );
 }
 
 fn near(value: Result<f64, String>, expected: f64) -> bool {
@@ -242,6 +253,7 @@ fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
         &bg,
         &bus,
         &sim,
+        &[1, 2],
         DynGenOptions { power_limit_timeout: timeout, ..DynGenOptions::default() },
     );
     let client = Client::new(&bg, &bus);
@@ -249,11 +261,7 @@ fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
     let status = |c: &Client| c.text(&bg, &pv, "/DynamicGeneration/Status");
 
     // The fork's switch became ours; the controller tracks (SoC 95 %, grid meter and inverter present).
-    assert!(
-        wait_until(Duration::from_secs(60), || status(&client) == "Tracking"),
-        "status {}",
-        status(&client)
-    );
+    expect_status(&client, &bg, &pv, "Tracking");
     assert_eq!(
         client.get(&bg, "com.victronenergy.settings", "/Settings/DynamicGeneration/Enabled"),
         Some(ItemValue::Int(1))
@@ -270,11 +278,7 @@ fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
 
     // An external limit below the controller's wins and says so.
     assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Double(168.0)), 0);
-    assert!(
-        wait_until(Duration::from_secs(30), || status(&client) == "External limit"),
-        "{}",
-        status(&client)
-    );
+    expect_status(&client, &bg, &pv, "External limit");
     assert!(
         wait_until(Duration::from_secs(30), || rate(&sim) == 4.0),
         "168 W of 4200 W = 4 %: {}",
@@ -293,7 +297,7 @@ fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
         wait_until(Duration::from_secs(60), || client.number(&bg, &pv, "/Ac/PowerLimit") == Some(4200.0)),
         "watchdog did not revert"
     );
-    assert!(wait_until(Duration::from_secs(30), || status(&client) == "Tracking"), "{}", status(&client));
+    expect_status(&client, &bg, &pv, "Tracking");
 
     // A higher external limit does not win over the controller.
     assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Double(4000.0)), 0);
@@ -325,7 +329,7 @@ fn power_limit_watchdog_lower_limit_wins_and_settings_follow() {
     assert_eq!(client.set(&bg, &pv, "/Ac/PowerLimit", ItemValue::Double(2100.0)), 0);
     assert!(wait_until(Duration::from_secs(30), || rate(&sim) == 50.0), "external alone: {}", rate(&sim));
     assert_eq!(status(&client), "External limit");
-    assert!(wait_until(Duration::from_secs(60), || status(&client) == "Disabled"), "{}", status(&client));
+    expect_status(&client, &bg, &pv, "Disabled");
     assert!(wait_until(Duration::from_secs(30), || rate(&sim) == 100.0), "released: {}", rate(&sim));
 
     drop(site);
@@ -343,6 +347,26 @@ fn fake_grid(bg: &Background, bus: &PrivateBus, power: f64) -> Arc<Service> {
     Arc::new(bg.block_on(async move { b.register(&choice, &spawner).await.expect("register") }))
 }
 
+/// Sets the fake meter's power and sends ItemsChanged.
+fn publish(bg: &Background, grid: &Arc<Service>, power: ItemValue) {
+    let _ = grid.set_value("/Ac/Power", power);
+    let g = grid.clone();
+    bg.block_on(async move {
+        let _ = g.flush().await;
+    });
+}
+
+/// Feeds moving readings until the controller tracks.
+fn feed_until_tracking(client: &Client, bg: &Background, pv: &str, grid: &Arc<Service>, reading: &mut f64) {
+    let status = || client.text(bg, pv, "/DynamicGeneration/Status");
+    let tracking = wait_until(Duration::from_secs(60), || {
+        *reading += 1.0;
+        publish(bg, grid, ItemValue::Double(*reading));
+        status() == "Tracking"
+    });
+    assert!(tracking, "status {:?}", status());
+}
+
 #[test]
 fn watcher_follows_services_coming_going_and_invalid_values() {
     let Some(bus) = PrivateBus::start() else { return };
@@ -355,70 +379,25 @@ fn watcher_follows_services_coming_going_and_invalid_values() {
     seed_settings(&file, &[("/Settings/DynamicGeneration/Enabled", "i", "1")]);
     let standin = common::start_standin(&bus, &bg, file);
     let site = FakeSite::start(&bg, &bus, 95.0);
-    let stop = Arc::new(AtomicBool::new(false));
-    let spec = DeviceSpec::parse(&format!("rtu:{}:9600:1", sim.path().display())).expect("spec");
-    let options =
-        DaemonOptions { bus: bus.bus(), devices: vec![spec], no_watchdog: true, ..DaemonOptions::default() };
-    let daemon = bg.spawner.spawn(daemon::run_async(options, bg.spawner.clone(), stop.clone()));
+    let (stop, daemon) = start_daemon(&bg, &bus, &sim, &[1], DynGenOptions::default());
     let client = Client::new(&bg, &bus);
     let pv = find(&client, &bg, "com.victronenergy.pvinverter.growatt_").expect("pv service");
-    let status = |c: &Client| c.text(&bg, &pv, "/DynamicGeneration/Status");
-
     // No grid meter anywhere: after the start-up grace, the fail-safe (export target 0 W → floor 2 %).
-    assert!(
-        wait_until(Duration::from_secs(60), || status(&client) == "Fail-safe: grid meter"),
-        "{}",
-        status(&client)
-    );
+    expect_status(&client, &bg, &pv, "Fail-safe: grid meter");
     assert!(wait_until(Duration::from_secs(30), || rate(&sim) == 2.0), "safe limit: {}", rate(&sim));
 
     // A meter appears (read once with GetItems, then followed by ItemsChanged): tracking.
     let grid = fake_grid(&bg, &bus, 400.0);
-    let feed = |g: &Arc<Service>, w: f64| {
-        let _ = g.set_value("/Ac/Power", w);
-        let g = g.clone();
-        bg.block_on(async move {
-            let _ = g.flush().await;
-        });
-    };
     // A live meter's reading moves; an unchanged value would not be signalled again.
     let mut reading = 400.0;
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            reading += 1.0;
-            feed(&grid, reading);
-            status(&client) == "Tracking"
-        }),
-        "{}",
-        status(&client)
-    );
+    feed_until_tracking(&client, &bg, &pv, &grid, &mut reading);
     // An invalid value (empty array) is "no reading": fail-safe again once it is the last word.
-    let _ = grid.set_value("/Ac/Power", ItemValue::Invalid);
-    let g = grid.clone();
-    bg.block_on(async move {
-        let _ = g.flush().await;
-    });
-    assert!(
-        wait_until(Duration::from_secs(30), || status(&client) == "Fail-safe: grid meter"),
-        "{}",
-        status(&client)
-    );
+    publish(&bg, &grid, ItemValue::Invalid);
+    expect_status(&client, &bg, &pv, "Fail-safe: grid meter");
     // Valid again, then the meter leaves the bus (NameOwnerChanged): fail-safe.
-    assert!(
-        wait_until(Duration::from_secs(30), || {
-            reading += 1.0;
-            feed(&grid, reading);
-            status(&client) == "Tracking"
-        }),
-        "{}",
-        status(&client)
-    );
+    feed_until_tracking(&client, &bg, &pv, &grid, &mut reading);
     drop(grid);
-    assert!(
-        wait_until(Duration::from_secs(30), || status(&client) == "Fail-safe: grid meter"),
-        "{}",
-        status(&client)
-    );
+    expect_status(&client, &bg, &pv, "Fail-safe: grid meter");
 
     drop(site);
     stop.store(true, Ordering::Relaxed);
@@ -475,7 +454,7 @@ fn run_day(export_limit_w: f64, fork_law: bool) -> Option<DayFigures> {
     let start = sim.plant().expect("plant");
     let site = FakeSite::start(&bg, &bus, start.soc);
     let (stop, daemon) =
-        start_daemon(&bg, &bus, &sim, DynGenOptions { fork_law, ..DynGenOptions::default() });
+        start_daemon(&bg, &bus, &sim, &[1, 2], DynGenOptions { fork_law, ..DynGenOptions::default() });
     let writes_before = sim.stats().unit(1).map(|u| u.writes_applied).unwrap_or(0);
     let mut last = start;
     let mut trace: HashMap<u64, String> = HashMap::new();
