@@ -100,6 +100,8 @@ pub struct Arbiter {
     limiting: bool,
     /// Writes failed in a row.
     failed: u32,
+    /// The last status published (logged when it changes).
+    status: String,
 }
 
 impl Arbiter {
@@ -168,6 +170,20 @@ impl Arbiter {
         self.written = None;
         self.limiting = true;
         self.failed = self.failed.saturating_add(1);
+    }
+
+    /// The last status remembered by [`Arbiter::status_changed`].
+    pub fn status(&self) -> &str {
+        &self.status
+    }
+
+    /// Remembers `status`; true when it differs from the previous one.
+    pub fn status_changed(&mut self, status: &str) -> bool {
+        if self.status == status {
+            return false;
+        }
+        self.status = status.to_string();
+        true
     }
 
     /// Writes failed in a row since the last success.
@@ -245,5 +261,8 @@ mod tests {
         assert_eq!(a.decide(t(0), false, &disabled_step(), None, Some(4200.0)).write, Some(100));
         a.wrote(100, t(0));
         assert_eq!(a.failed_writes(), 0);
+        assert!(a.status_changed("Tracking"));
+        assert!(!a.status_changed("Tracking"));
+        assert!(a.status_changed("Disabled"));
     }
 }

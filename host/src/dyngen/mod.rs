@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration as StdDuration;
 
 use async_io::Timer;
-use dmc_core::control::{Config, Controller, Inputs, Sample};
+use dmc_core::control::{Config, Controller, Inputs, Sample, Status};
 use dmc_core::profile::Profile;
 use dmc_core::register::RegisterDef;
 use dmc_core::time::{Duration, Instant};
@@ -369,6 +369,16 @@ impl DynGen {
                     controller.write_failed();
                     arbiter.write_failed();
                 }
+            }
+        }
+        let before = arbiter.status().to_string();
+        if arbiter.status_changed(&decision.status) {
+            // Tracking and the floor alternate with the load; everything else is news.
+            let routine = [Status::Tracking.name(), Status::Limited.name()];
+            if routine.contains(&before.as_str()) && routine.contains(&decision.status.as_str()) {
+                log::debug!("dynamic generation: {}", decision.status);
+            } else {
+                log::info!("dynamic generation: {}", decision.status);
             }
         }
         let Some(service) = service.upgrade() else { return };
