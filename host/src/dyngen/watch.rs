@@ -1,13 +1,14 @@
 //! Watching the other services on the bus: grid meters, batteries, the
 //! inverter/charger and `com.victronenergy.system`.
 //!
-//! Signals only, never a GetValue poll loop: one subscription to
-//! `ItemsChanged` (on `/`) and one to `PropertiesChanged` (on leaves) for every
-//! sender, and `NameOwnerChanged` for services coming and going. When a
-//! service of interest appears (or is found by the one `ListNames` at start)
-//! it is read once with `GetItems` on `/`; after that its signals keep
-//! [`Site`] current. Signals are attributed to services by the sender's unique
-//! name, which `NameOwnerChanged` and `GetNameOwner` map.
+//! Signals only, never a GetValue poll loop: `NameOwnerChanged` for services
+//! coming and going, and for each watched service a match rule on its unique
+//! name for the BusItem signals, `ItemsChanged` (on `/`) and
+//! `PropertiesChanged` (on leaves), so the daemon is not woken by the rest of
+//! a busy GX bus. When a service of interest appears (or is found by the one
+//! `ListNames` at start) it is subscribed to first and then read once with
+//! `GetItems` on `/`; after that its signals keep [`Site`] current. When it
+//! leaves, its subscription is dropped and everything it said forgotten.
 //!
 //! Ages: D-Bus does not repeat a value that did not change, so a fast value
 //! (grid and battery power) is stamped with the last time its service
@@ -18,6 +19,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use async_executor::Task;
 use dmc_core::control::{ChargerState, Sample, Stamped};
 use dmc_core::time::Instant;
 use futures_lite::StreamExt;
@@ -196,38 +198,61 @@ impl Site {
     }
 }
 
-/// The watcher: a [`Site`] kept current by a task on its own connection.
+/// The watcher: a [`Site`] kept current by tasks on its own connection.
 #[derive(Clone)]
 pub struct Watcher {
     site: Arc<Mutex<Site>>,
     clock: Clock,
+    conn: Connection,
+    spawner: Spawner,
+    grid_update: async_channel::Sender<()>,
+    /// One signal follower per watched service; dropping it cancels the
+    /// task and its stream, which removes the match rule.
+    followers: Arc<Mutex<Followers>>,
 }
 
-/// Unique name → the well-known names it owns (one per service connection here).
-type Owners = Arc<Mutex<HashMap<String, Vec<String>>>>;
+/// Bus name → (its owner's unique name, the task following its signals).
+type Followers = HashMap<String, (String, Task<()>)>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+type Items = HashMap<String, HashMap<String, OwnedValue>>;
+
+/// The unique name owning `name` (an error when nobody does).
+async fn name_owner(conn: &Connection, name: &str) -> zbus::Result<String> {
+    conn.call_method(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        Some("org.freedesktop.DBus"),
+        "GetNameOwner",
+        &(name,),
+    )
+    .await?
+    .body()
+    .deserialize()
+}
+
+/// The `Value`s of an `a{sa{sv}}` (GetItems, ItemsChanged); undecodable entries are skipped.
+fn values_of(items: &Items) -> Vec<(&str, ItemValue)> {
+    items
+        .iter()
+        .filter_map(|(p, e)| e.get("Value").and_then(|v| ItemValue::from_dbus(v)).map(|v| (p.as_str(), v)))
+        .collect()
+}
+
 impl Watcher {
-    /// Subscribes on `conn`, finds the services already there, and keeps
-    /// watching on `spawner`. `grid_update` is poked on every new grid power.
+    /// Follows `NameOwnerChanged` on `conn`, finds the services already
+    /// there, and watches each on `spawner`. `grid_update` is poked on every
+    /// new grid power.
     pub async fn start(
         conn: Connection,
         spawner: Spawner,
         clock: Clock,
         grid_update: async_channel::Sender<()>,
     ) -> Result<Watcher, zbus::Error> {
-        let site = Arc::new(Mutex::new(Site::default()));
-        let owners: Owners = Arc::default();
-        // Subscribe first, so nothing said between ListNames and here is lost.
-        let signals = MessageStream::for_match_rule(
-            MatchRule::builder().msg_type(zbus::message::Type::Signal).interface(BUSITEM)?.build(),
-            &conn,
-            Some(256),
-        )
-        .await?;
+        // Subscribe first, so a service arriving during ListNames is not missed.
         let owner_changes = MessageStream::for_match_rule(
             MatchRule::builder()
                 .msg_type(zbus::message::Type::Signal)
@@ -239,17 +264,16 @@ impl Watcher {
             Some(64),
         )
         .await?;
-        let watcher = Watcher { site: site.clone(), clock };
-        spawner.spawn(watcher.clone().follow_signals(signals, owners.clone(), grid_update)).detach();
-        spawner
-            .spawn(watcher.clone().follow_owners(
-                owner_changes,
-                conn.clone(),
-                owners.clone(),
-                spawner.clone(),
-            ))
-            .detach();
-        let reply = conn
+        let watcher = Watcher {
+            site: Arc::default(),
+            clock,
+            conn: conn.clone(),
+            spawner: spawner.clone(),
+            grid_update,
+            followers: Arc::default(),
+        };
+        spawner.spawn(watcher.clone().follow_owners(owner_changes)).detach();
+        let names: Vec<String> = conn
             .call_method(
                 Some("org.freedesktop.DBus"),
                 "/org/freedesktop/DBus",
@@ -257,24 +281,13 @@ impl Watcher {
                 "ListNames",
                 &(),
             )
-            .await?;
-        let names: Vec<String> = reply.body().deserialize()?;
+            .await?
+            .body()
+            .deserialize()?;
         for name in names.into_iter().filter(|n| Kind::of(n).is_some()) {
-            let owner = conn
-                .call_method(
-                    Some("org.freedesktop.DBus"),
-                    "/org/freedesktop/DBus",
-                    Some("org.freedesktop.DBus"),
-                    "GetNameOwner",
-                    &(name.as_str(),),
-                )
-                .await
-                .and_then(|r| r.body().deserialize::<String>());
+            let owner = name_owner(&conn, &name).await;
             match owner {
-                Ok(unique) => {
-                    lock(&owners).entry(unique).or_default().push(name.clone());
-                    spawner.spawn(watcher.clone().read_service(conn.clone(), name)).detach();
-                }
+                Ok(unique) => spawner.spawn(watcher.clone().watch_service(name, unique)).detach(),
                 Err(e) => log::debug!("dynamic generation: {name} left before it was read: {e}"),
             }
         }
@@ -286,39 +299,50 @@ impl Watcher {
         lock(&self.site).readings(self.clock.now())
     }
 
-    /// The one read of a service that appeared: `GetItems` on `/`.
-    async fn read_service(self, conn: Connection, name: String) {
-        if !lock(&self.site).appeared(&name, self.clock.now()) {
-            return;
-        }
-        let reply = conn.call_method(Some(name.as_str()), "/", Some(BUSITEM), "GetItems", &()).await;
-        let items = match reply {
-            Ok(r) => match r.body().deserialize::<HashMap<String, HashMap<String, OwnedValue>>>() {
-                Ok(items) => items,
-                Err(e) => {
-                    log::warn!("dynamic generation: GetItems of {name}: unexpected reply: {e}");
-                    return;
-                }
-            },
+    /// Subscribes to the BusItem signals of `unique` (the owner of `name`),
+    /// then reads the service once with `GetItems` on `/`.
+    async fn watch_service(self, name: String, unique: String) {
+        let rule = MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender(unique.as_str())
+            .and_then(|b| b.interface(BUSITEM))
+            .map(|b| b.build());
+        let stream = match rule {
+            Ok(rule) => MessageStream::for_match_rule(rule, &self.conn, Some(64)).await,
+            Err(e) => Err(e),
+        };
+        let stream = match stream {
+            Ok(s) => s,
             Err(e) => {
-                log::warn!("dynamic generation: GetItems of {name} failed: {e}");
+                log::warn!("dynamic generation: cannot follow {name}: {e}");
                 return;
             }
         };
-        let values = items.iter().filter_map(|(path, entry)| {
-            entry.get("Value").and_then(|v| ItemValue::from_dbus(v)).map(|v| (path.as_str(), v))
-        });
-        lock(&self.site).update(&name, values, self.clock.now());
-        log::info!("dynamic generation: watching {name}");
+        if !lock(&self.site).appeared(&name, self.clock.now()) {
+            return;
+        }
+        let follower = self.spawner.spawn(self.clone().follow_service(name.clone(), stream));
+        lock(&self.followers).insert(name.clone(), (unique.clone(), follower));
+        let reply = self.conn.call_method(Some(unique.as_str()), "/", Some(BUSITEM), "GetItems", &()).await;
+        match reply.and_then(|r| r.body().deserialize::<Items>()) {
+            Ok(items) => {
+                lock(&self.site).update(&name, values_of(&items), self.clock.now());
+                log::info!("dynamic generation: watching {name}");
+            }
+            Err(e) => log::warn!("dynamic generation: GetItems of {name} failed: {e}"),
+        }
+        // It may have left while being read (its NameOwnerChanged handled before
+        // `appeared`): then nothing it said may stay. A new owner has its own watch.
+        if name_owner(&self.conn, &name).await.is_err() {
+            let mut followers = lock(&self.followers);
+            if followers.get(&name).is_some_and(|(u, _)| *u == unique) {
+                followers.remove(&name);
+                lock(&self.site).vanished(&name);
+            }
+        }
     }
 
-    async fn follow_owners(
-        self,
-        mut changes: MessageStream,
-        conn: Connection,
-        owners: Owners,
-        spawner: Spawner,
-    ) {
+    async fn follow_owners(self, mut changes: MessageStream) {
         while let Some(msg) = changes.next().await {
             let Ok(msg) = msg else { continue };
             let Ok((name, old, new)) = msg.body().deserialize::<(String, String, String)>() else { continue };
@@ -326,70 +350,40 @@ impl Watcher {
                 continue;
             }
             if !old.is_empty() {
-                let mut o = lock(&owners);
-                if let Some(list) = o.get_mut(&old) {
-                    list.retain(|n| *n != name);
-                    if list.is_empty() {
-                        o.remove(&old);
-                    }
-                }
                 lock(&self.site).vanished(&name);
+                lock(&self.followers).remove(&name);
                 log::info!("dynamic generation: {name} left");
             }
             if !new.is_empty() {
-                lock(&owners).entry(new).or_default().push(name.clone());
-                spawner.spawn(self.clone().read_service(conn.clone(), name)).detach();
+                self.spawner.spawn(self.clone().watch_service(name, new)).detach();
             }
         }
     }
 
-    async fn follow_signals(
-        self,
-        mut signals: MessageStream,
-        owners: Owners,
-        grid_update: async_channel::Sender<()>,
-    ) {
+    /// Applies one service's `ItemsChanged` (on `/`) and `PropertiesChanged` (on leaves).
+    async fn follow_service(self, name: String, mut signals: MessageStream) {
         while let Some(msg) = signals.next().await {
             let Ok(msg) = msg else { continue };
             let header = msg.header();
-            let Some(sender) = header.sender().map(|s| s.as_str().to_owned()) else { continue };
-            let Some(names) = lock(&owners).get(&sender).cloned() else { continue };
             let member = header.member().map(|m| m.as_str().to_owned()).unwrap_or_default();
             let path = header.path().map(|p| p.as_str().to_owned()).unwrap_or_default();
-            let changes: Vec<(String, ItemValue)> = match member.as_str() {
+            let now = self.clock.now();
+            let grid = match member.as_str() {
                 "ItemsChanged" if path == "/" => {
-                    let Ok(items) = msg.body().deserialize::<HashMap<String, HashMap<String, OwnedValue>>>()
-                    else {
-                        continue;
-                    };
-                    items
-                        .into_iter()
-                        .filter_map(|(p, e)| {
-                            e.get("Value").and_then(|v| ItemValue::from_dbus(v)).map(|v| (p, v))
-                        })
-                        .collect()
+                    let Ok(items) = msg.body().deserialize::<Items>() else { continue };
+                    lock(&self.site).update(&name, values_of(&items), now)
                 }
                 "PropertiesChanged" => {
                     let Ok(props) = msg.body().deserialize::<HashMap<String, OwnedValue>>() else { continue };
-                    props
-                        .get("Value")
-                        .and_then(|v| ItemValue::from_dbus(v))
-                        .map(|v| (path, v))
-                        .into_iter()
-                        .collect()
+                    let Some(value) = props.get("Value").and_then(|v| ItemValue::from_dbus(v)) else {
+                        continue;
+                    };
+                    lock(&self.site).update(&name, [(path.as_str(), value)], now)
                 }
                 _ => continue,
             };
-            let now = self.clock.now();
-            let mut grid = false;
-            {
-                let mut site = lock(&self.site);
-                for name in &names {
-                    grid |= site.update(name, changes.iter().map(|(p, v)| (p.as_str(), v.clone())), now);
-                }
-            }
             if grid {
-                let _ = grid_update.try_send(());
+                let _ = self.grid_update.try_send(());
             }
         }
     }
