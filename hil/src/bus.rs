@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 
 use crate::fault::Faults;
 use crate::frame::{encode_response, parse_request, FrameError};
+use crate::model::plant::{Plant, PlantConfig, PlantState};
 use crate::model::{Device, DeviceKind, Environment, ModelReply, ModelRequest, Noise, SimTime};
 use dmc_core::crc::crc16;
 use dmc_core::rtu::DropReason;
@@ -164,6 +165,8 @@ pub struct Bus {
     served: HashMap<(u8, &'static str), VecDeque<f64>>,
     /// Device time the models were last stepped to.
     stepped_to: SimTime,
+    /// The household around the devices, if simulated.
+    plant: Option<Plant>,
 }
 
 impl Bus {
@@ -178,7 +181,18 @@ impl Bus {
             rng: Noise::new(seed),
             served: HashMap::new(),
             stepped_to: start,
+            plant: None,
         }
+    }
+
+    /// Puts the devices in a household ([`crate::model::plant`]) whose day starts now.
+    pub fn set_plant(&mut self, config: PlantConfig) {
+        self.plant = Some(Plant::new(config, self.stepped_to));
+    }
+
+    /// The household's state, if one is simulated.
+    pub fn plant(&self) -> Option<PlantState> {
+        self.plant.as_ref().map(Plant::state)
     }
 
     /// Adds a device at `addr` (replacing any there).
@@ -250,10 +264,16 @@ impl Bus {
                 wall_s: self.stepped_to.wall_s + wall_dt * i as f64,
                 device_s: self.stepped_to.device_s + dt * i as f64,
             };
-            let mut env = Environment::default();
+            let mut env = Environment {
+                pv_available_w: self.plant.as_ref().map(|p| p.pv_available_w(t)),
+                ..Environment::default()
+            };
             for u in self.units.iter_mut().filter(|u| u.device.kind() != DeviceKind::Sdm230) {
                 u.device.step(t, dt, &env);
                 env.pv_ac_w += u.device.ac_production_w();
+            }
+            if let Some(plant) = &mut self.plant {
+                env.grid_w = Some(plant.step(t, dt, env.pv_ac_w));
             }
             for u in self.units.iter_mut().filter(|u| u.device.kind() == DeviceKind::Sdm230) {
                 u.device.step(t, dt, &env);

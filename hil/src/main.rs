@@ -354,6 +354,7 @@ fn run_sim(a: SimArgs) -> Result<(), String> {
         clock: ClockConfig { speed: 86_400.0 / a.day_seconds, start_hour: a.start_hour.rem_euclid(24.0) },
         seed: a.seed,
         trace: a.trace,
+        plant: None,
     };
     let trace = config.trace;
     let default_control = || a.control.clone().unwrap_or_else(|| PathBuf::from("/tmp/dmc-hil-sim.ctl"));

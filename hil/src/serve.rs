@@ -51,6 +51,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Print every frame received and sent on stderr.
     pub trace: bool,
+    /// Simulate a household around the devices ([`crate::model::plant`]).
+    pub plant: Option<crate::model::plant::PlantConfig>,
 }
 
 impl Default for SimConfig {
@@ -62,6 +64,7 @@ impl Default for SimConfig {
             clock: ClockConfig::default(),
             seed: 1,
             trace: false,
+            plant: None,
         }
     }
 }
@@ -94,6 +97,9 @@ impl Shared {
         let mut bus = Bus::new(config.line, config.clock, config.seed);
         for (addr, kind) in &config.units {
             bus.add(*addr, *kind);
+        }
+        if let Some(plant) = config.plant {
+            bus.set_plant(plant);
         }
         Shared { bus: Mutex::new(bus), start: Instant::now(), stop: AtomicBool::new(false) }
     }
@@ -246,6 +252,13 @@ impl SimHandle {
     /// `fault UNIT ...`, e.g. `fault("growatt", "silent on")`.
     pub fn fault(&self, unit: &str, fault: &str) -> Result<String, String> {
         self.command(&format!("fault {unit} {fault}"))
+    }
+
+    /// The household's state and tallies, stepped to now (`None` without a plant).
+    pub fn plant(&self) -> Option<crate::model::plant::PlantState> {
+        let mut bus = self.shared.bus();
+        bus.advance(self.shared.wall_s());
+        bus.plant()
     }
 
     /// Every counter.

@@ -50,6 +50,8 @@ pub struct DaemonOptions {
     pub no_watchdog: bool,
     /// `-f`: scan units 1..247 on the serial port at every rate before starting.
     pub force_scan: bool,
+    /// Dynamic generation and `/Ac/PowerLimit` tunables.
+    pub dyngen: crate::dyngen::DynGenOptions,
 }
 
 impl DaemonOptions {
@@ -289,6 +291,11 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         }
     }
     let control = crate::control_service::ControlService::new(&name, settings.clone());
+    let clock = Clock::new();
+    let dyngen = crate::dyngen::DynGen::new(options.dyngen.clone(), clock);
+    // Cancelled when the daemon returns.
+    let _dyngen_task =
+        spawner.spawn(dyngen.clone().run(options.bus.clone(), spawner.clone(), settings.clone()));
     let config = Arc::new(PublisherConfig {
         control: Some(control.clone()),
         bus: options.bus.clone(),
@@ -299,6 +306,7 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         exit_on_failure: options.exit_on_failure,
         failed: AtomicBool::new(false),
         engine_progress: AtomicU64::new(0),
+        dyngen: Some(dyngen),
     });
     let liveness = Arc::new(Liveness::default());
     let _stop_watchdog = StopWatchdog(liveness.clone());
@@ -309,7 +317,6 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
     for d in devices {
         by_bus.entry(d.bus_key()).or_default().push(d);
     }
-    let clock = Clock::new();
     let mut tasks = Vec::new();
     for (key, specs) in by_bus {
         let mut bus_config = BusConfig::for_spec(&specs[0]);

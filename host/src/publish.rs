@@ -72,6 +72,8 @@ pub struct PublisherConfig {
     pub engine_progress: AtomicU64,
     /// The control service, told about every registered device.
     pub control: Option<Arc<crate::control_service::ControlService>>,
+    /// Dynamic generation: adds `/Ac/PowerLimit` and its status paths to a limitable PV inverter.
+    pub dyngen: Option<crate::dyngen::DynGen>,
 }
 
 /// What the publisher knows about one device's service.
@@ -290,7 +292,7 @@ impl Observer for Publisher {
         }
     }
 
-    fn values(&mut self, i: usize, device: &Device, _now: Instant) {
+    fn values(&mut self, i: usize, device: &Device, now: Instant) {
         let slot = self.slot(i);
         let (service, full) = {
             let mut s = lock(&slot);
@@ -322,6 +324,9 @@ impl Observer for Publisher {
             (0..profile.registers.len()).for_each(&mut publish);
         } else {
             device.changed.iter().copied().for_each(&mut publish);
+        }
+        if let Some(dyngen) = &self.config.dyngen {
+            dyngen.inverter_values(service.name(), device, now);
         }
         flush(&self.config, service);
     }
@@ -529,13 +534,18 @@ async fn register(
         let entry = DeviceEntry { instance: settings.instance, service_name: &name, profile };
         crate::vreg::add_device_entry(&mut b, &entry, port.clone());
     }
+    let limited = config.dyngen.as_ref().is_some_and(|d| d.add_items(&mut b, profile, &snap.values));
     let (owner_tx, owner_rx) = async_channel::bounded::<SetRequest>(8);
     b.owner(owner_tx).properties_changed_on_flush(config.properties_changed);
     let service = b.register(&config.bus, &config.spawner).await.map_err(|e| format!("{name}: {e}"))?;
     log::info!("{}: registered {name} (instance {})", snap.spec, settings.instance);
+    let service = Arc::new(service);
+    if let Some(dyngen) = config.dyngen.as_ref().filter(|_| limited) {
+        dyngen.attach(service.clone(), profile, commands.clone(), device_index);
+    }
     let owner = Owner { config: config.clone(), profile, ident, commands, device_index, vreg };
     config.spawner.spawn(owner.serve(owner_rx)).detach();
-    Ok(Registered::Service(Arc::new(service)))
+    Ok(Registered::Service(service))
 }
 
 /// Answers remote SetValue calls of one service.
@@ -563,6 +573,9 @@ impl Owner {
                 return accepted;
             }
         }
+        if path == crate::dyngen::inverter::POWER_LIMIT {
+            return self.config.dyngen.as_ref().is_some_and(|d| d.set_power_limit(value));
+        }
         match crate::setvalue::check_write(self.profile, path, value) {
             Ok(WriteAction::Setting { name, value }) => self.save_setting(name, &value).await,
             Ok(WriteAction::Role(role)) => {
@@ -584,33 +597,91 @@ impl Owner {
     }
 
     async fn write_register(&self, path: &str, write: WriteRequest, number: f64) -> bool {
-        let mut pdu = [0u8; 16];
-        let request = match write.function {
-            WriteFunction::Single => match write.words.first() {
-                Some(&v) => Request::WriteSingleRegister { address: write.address, value: v },
-                None => return false,
-            },
-            WriteFunction::Multiple => Request::WriteMultipleRegisters {
-                address: write.address,
-                values: Words::from_slice(&write.words),
-            },
-        };
-        let Ok(len) = request.emit(&mut pdu) else { return false };
-        let (reply_tx, reply_rx) = async_channel::bounded(1);
-        let cmd = Command { device: self.device_index, pdu: pdu[..len].to_vec(), reply: reply_tx };
-        if self.commands.send(cmd).await.is_err() {
-            return false;
-        }
-        match reply_rx.recv().await {
-            Ok(Ok(_)) => {
+        match send_write(&self.commands, self.device_index, &write).await {
+            Ok(()) => {
                 log::info!("{}: wrote {path} = {number}", self.ident);
                 true
             }
-            Ok(Err(CommandError::Unavailable)) | Err(_) => false,
-            Ok(Err(e)) => {
-                log::warn!("{}: write {path} failed: {e:?}", self.ident);
+            Err(WriteError::Refused(e)) => {
+                log::info!("{}: write {path} = {number} refused: {e}", self.ident);
+                false
+            }
+            Err(WriteError::Device(CommandError::Unavailable)) | Err(WriteError::Gone) => false,
+            Err(e) => {
+                log::warn!("{}: write {path} failed: {e}", self.ident);
                 false
             }
         }
+    }
+}
+
+/// Why [`write_register`] did not write.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The value does not fit the register (range, policy).
+    Refused(String),
+    /// The device answered with an error or did not answer.
+    Device(CommandError),
+    /// The bus loop is gone.
+    Gone,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Refused(e) => write!(f, "value refused: {e}"),
+            WriteError::Device(e) => write!(f, "device: {e:?}"),
+            WriteError::Gone => f.write_str("the bus loop is not running"),
+        }
+    }
+}
+
+/// Encodes `number` for `def` and writes it to device `device` through the
+/// bus's command queue; returns once the device answered.
+pub async fn write_register(
+    commands: &async_channel::Sender<Command>,
+    device: usize,
+    def: &RegisterDef,
+    number: f64,
+) -> Result<(), WriteError> {
+    let write = def.encode_write(number).map_err(|e| WriteError::Refused(format!("{e:?}")))?;
+    send_write(commands, device, &write).await
+}
+
+/// Sends an encoded register write to device `device` through the bus's command queue.
+pub async fn send_write(
+    commands: &async_channel::Sender<Command>,
+    device: usize,
+    write: &WriteRequest,
+) -> Result<(), WriteError> {
+    let request = match write.function {
+        WriteFunction::Single => match write.words.first() {
+            Some(&v) => Request::WriteSingleRegister { address: write.address, value: v },
+            None => return Err(WriteError::Refused("no register word".into())),
+        },
+        WriteFunction::Multiple => Request::WriteMultipleRegisters {
+            address: write.address,
+            values: Words::from_slice(&write.words),
+        },
+    };
+    send_request(commands, device, &request).await.map(drop)
+}
+
+/// Sends one request to device `device` through the bus's command queue and
+/// returns the response PDU once the device answered.
+pub async fn send_request(
+    commands: &async_channel::Sender<Command>,
+    device: usize,
+    request: &Request<'_>,
+) -> Result<Vec<u8>, WriteError> {
+    let mut pdu = [0u8; 260];
+    let len = request.emit(&mut pdu).map_err(|e| WriteError::Refused(format!("{e:?}")))?;
+    let (reply_tx, reply_rx) = async_channel::bounded(1);
+    let cmd = Command { device, pdu: pdu[..len].to_vec(), reply: reply_tx };
+    commands.send(cmd).await.map_err(|_| WriteError::Gone)?;
+    match reply_rx.recv().await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(WriteError::Device(e)),
+        Err(_) => Err(WriteError::Gone),
     }
 }

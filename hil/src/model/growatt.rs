@@ -216,6 +216,8 @@ pub struct GrowattMin {
     holding_high: Vec<u16>,
     peak_pv_w: f64,
     pv_override: Option<f64>,
+    /// PV available (AC) from the household plant, when one runs.
+    plant_pv_ac_w: Option<f64>,
     fault_code: Option<u16>,
     awake_override: Option<bool>,
     pv_dc_w: f64,
@@ -268,6 +270,7 @@ impl GrowattMin {
             holding_high,
             peak_pv_w: 4600.0,
             pv_override: None,
+            plant_pv_ac_w: None,
             fault_code: None,
             awake_override: None,
             pv_dc_w: 0.0,
@@ -334,7 +337,8 @@ impl GrowattMin {
         // Passing clouds on the wall clock, 80..100 % of clear sky.
         let clouds = 0.9 + 0.1 * (TAU * t.wall_s / 137.0).sin();
         let clear = clear_sky_pv_w(t.hour_of_day(), self.peak_pv_w);
-        self.pv_dc_w = self.pv_override.unwrap_or(clear * clouds).max(0.0);
+        let plant_dc = self.plant_pv_ac_w.map(|w| w / EFFICIENCY);
+        self.pv_dc_w = self.pv_override.or(plant_dc).unwrap_or(clear * clouds).max(0.0);
         self.ambient_c = 12.0 + 10.0 * clear / self.peak_pv_w.max(1.0);
         self.ac_w = if self.status() == status::NORMAL {
             (self.pv_dc_w * EFFICIENCY).min(self.output_limit_w()).min(self.nominal_power_w())
@@ -405,7 +409,8 @@ impl Device for GrowattMin {
         DeviceKind::GrowattMin
     }
 
-    fn step(&mut self, t: SimTime, dt_s: f64, _env: &Environment) {
+    fn step(&mut self, t: SimTime, dt_s: f64, env: &Environment) {
+        self.plant_pv_ac_w = env.pv_available_w;
         if t.day_index() != self.day {
             self.day = t.day_index();
             self.energy_today_kwh = 0.0;

@@ -17,6 +17,7 @@
 //! variant in [`DeviceKind`], and a constructor arm in [`DeviceKind::build`].
 
 pub mod growatt;
+pub mod plant;
 pub mod sdm230;
 pub mod vm3p75ct;
 
@@ -281,6 +282,10 @@ impl SimTime {
 pub struct Environment {
     /// AC power produced by simulated PV inverters on this site, W.
     pub pv_ac_w: f64,
+    /// PV available to the inverters (AC), W, when a [`plant::Plant`] sets the sun.
+    pub pv_available_w: Option<f64>,
+    /// Grid power at the meter, W, when a [`plant::Plant`] balances the site.
+    pub grid_w: Option<f64>,
 }
 
 /// The device types the simulator knows.

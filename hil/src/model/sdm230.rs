@@ -141,7 +141,8 @@ impl Sdm230 {
 
     fn recompute(&mut self, t: SimTime, env: &Environment) {
         use std::f64::consts::TAU;
-        self.power_w = self.power_override.unwrap_or_else(|| Self::house_load_w(t.wall_s) - env.pv_ac_w);
+        self.power_w =
+            self.power_override.or(env.grid_w).unwrap_or_else(|| Self::house_load_w(t.wall_s) - env.pv_ac_w);
         self.voltage_v = self
             .voltage_override
             .unwrap_or_else(|| 230.0 + 3.0 * (TAU * t.wall_s / 300.0).sin() + self.noise.symmetric(0.3));
@@ -377,10 +378,10 @@ mod tests {
     #[test]
     fn test_power_goes_negative_when_pv_exceeds_load() {
         let mut m = Sdm230::new(t(0.0));
-        m.step(t(10.0), 1.0, &Environment { pv_ac_w: 4000.0 });
+        m.step(t(10.0), 1.0, &Environment { pv_ac_w: 4000.0, ..Environment::default() });
         assert!(m.value("power").unwrap_or(0.0) < 0.0);
         assert!(m.value("power_factor").unwrap_or(0.0) < 0.0);
-        m.step(t(11.0), 1.0, &Environment { pv_ac_w: 0.0 });
+        m.step(t(11.0), 1.0, &Environment { pv_ac_w: 0.0, ..Environment::default() });
         assert!(m.value("power").unwrap_or(0.0) > 0.0);
     }
 
