@@ -31,6 +31,7 @@ use futures_lite::future;
 
 use super::clock::Clock;
 use super::device::{Device, Failure, Presence, PresenceChange};
+use super::line_timer::LineTimer;
 use crate::link::{Link, LinkError, SerialLink, TcpLink, UdpLink};
 use crate::spec::{DeviceSpec, Method};
 
@@ -47,9 +48,15 @@ pub const REOPEN_INTERVAL: StdDuration = StdDuration::from_secs(1);
 pub const USB_BURST_GAP: Duration = Duration::from_millis(50);
 /// Longest single sleep of the loop.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
-/// How much earlier than its learned turnaround a device is read back: lets
-/// the latency filter see a device getting faster.
+/// How much earlier than its learned turnaround a device is read back on
+/// every [`MEASURE_EVERY`]-th transaction: lets the latency filter see a
+/// device getting faster.
 const PREDICTION_MARGIN: Duration = Duration::from_millis(2);
+/// The other transactions sleep until the answer should be complete and read
+/// it with one wake-up; their turnaround is only a sample when the answer was
+/// not complete yet (a slower device), since an answer found complete may
+/// have arrived any time during the sleep.
+const MEASURE_EVERY: u32 = 8;
 
 /// How a bus is reached and framed; built from the first device spec on it.
 #[derive(Clone, Debug)]
@@ -172,6 +179,8 @@ struct Exchange {
     sent_at: Instant,
     /// When the outcome was known.
     done_at: Instant,
+    /// Whether `done_at - sent_at` is the device's turnaround (not a sleep of ours).
+    measured: bool,
 }
 
 /// A queued request from outside the poll loop (D-Bus writes, VregLink).
@@ -213,6 +222,10 @@ pub struct Bus {
     pending: Option<Command>,
     rx_buf: Vec<u8>,
     words: Vec<u16>,
+    /// Every sleep of the loop (one timerfd, re-armed, not a timer per wait).
+    timer: LineTimer,
+    /// Transactions that slept through a learned turnaround (picks the measuring ones).
+    predicted: u32,
 }
 
 impl Bus {
@@ -256,6 +269,8 @@ impl Bus {
             pending: None,
             rx_buf: vec![0; 512],
             words: Vec::with_capacity(125),
+            timer: LineTimer::new(),
+            predicted: 0,
         };
         for i in 0..n {
             // Devices whose spec names the profile are planned right away.
@@ -436,11 +451,11 @@ impl Bus {
             // Wake at least every few seconds so the loop shows it is alive
             // (the watchdog) even while every device backs off for a minute.
             .min(self.clock.now() + MAX_SLEEP);
-        let timer = Timer::at(self.clock.to_std(wake));
-        let commands = &self.commands;
+        let until = self.clock.to_std(wake);
+        let (timer, commands) = (&self.timer, &self.commands);
         let woken_by = future::or(
             async {
-                timer.await;
+                timer.sleep_until(until).await;
                 None
             },
             async { commands.recv().await.ok() },
@@ -476,7 +491,9 @@ impl Bus {
         let Some(dev) = self.devices.get_mut(i) else { return };
         let change = match ex.result {
             Ok(()) => {
-                dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                if ex.measured {
+                    dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                }
                 dev.probe_result(Some(words), now)
             }
             Err(TransactionError::Exception(_)) => dev.probe_result(None, now),
@@ -530,7 +547,9 @@ impl Bus {
         let Some(dev) = self.devices.get_mut(i) else { return };
         let change = match ex.result {
             Ok(()) => {
-                dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                if ex.measured {
+                    dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                }
                 // The measured transaction time replaces the profile's estimate.
                 let _ = self.scheduler.set_cost(id, block, now.saturating_since(started));
                 dev.block_read(block, words, now)
@@ -619,13 +638,23 @@ impl Bus {
         self.stats.transactions += 1;
         let start = self.clock.now();
         let Some(link) = self.link.as_mut() else {
-            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+            return Exchange {
+                measured: false,
+                result: Err(TransactionError::Timeout),
+                sent_at: start,
+                done_at: start,
+            };
         };
         // Stale bytes (a late answer to an earlier request, noise) must not
         // be taken for this answer.
         if let Err(e) = link.drain() {
             self.drop_link(&e, observer);
-            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+            return Exchange {
+                measured: false,
+                result: Err(TransactionError::Timeout),
+                sent_at: start,
+                done_at: start,
+            };
         }
         let req_len = self.config.adu_len(request.buffer_len());
         let resp_len = self.config.adu_len(request.expected_response_len());
@@ -635,9 +664,19 @@ impl Bus {
         let started = with_master!(&mut self.master, m => m.start(start, unit, request, deadline));
         if let Err(e) = started {
             log::error!("{}: cannot send request to unit {unit}: {e}", self.config.name());
-            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+            return Exchange {
+                measured: false,
+                result: Err(TransactionError::Timeout),
+                sent_at: start,
+                done_at: start,
+            };
         }
         let mut sent_at = start;
+        // Whether the request is on the wire yet.
+        let mut sent = false;
+        // Slept until the answer should be complete; reads that brought bytes.
+        let mut slept_to_prediction = false;
+        let mut reads_with_data = 0u32;
         let debug = log::log_enabled!(target: "dmc::frame", log::Level::Debug);
         // Bytes of the answer seen so far, to sleep through the rest of it.
         let mut received = 0usize;
@@ -657,16 +696,28 @@ impl Bus {
                     self.drop_link(&e, observer);
                     with_master!(&mut self.master, m => m.cancel());
                     let now = self.clock.now();
-                    return Exchange { result: Err(TransactionError::Timeout), sent_at: now, done_at: now };
+                    return Exchange {
+                        measured: false,
+                        result: Err(TransactionError::Timeout),
+                        sent_at: now,
+                        done_at: now,
+                    };
                 }
                 sent_at = now + self.config.wire_time(frame.len());
+                sent = true;
                 // A device whose turnaround is known answers no sooner than
                 // that: sleep until its answer should be complete and read it
                 // in one go, instead of waking for every byte.
                 if let Some(turnaround) = expected_turnaround.filter(|_| self.config.method.is_serial()) {
-                    let early = turnaround.saturating_sub(PREDICTION_MARGIN);
+                    self.predicted = self.predicted.wrapping_add(1);
+                    let early = if self.predicted.is_multiple_of(MEASURE_EVERY) {
+                        turnaround.saturating_sub(PREDICTION_MARGIN)
+                    } else {
+                        slept_to_prediction = true;
+                        turnaround
+                    };
                     let until = (sent_at + early + self.config.wire_time(resp_len)).min(deadline);
-                    Timer::at(self.clock.to_std(until)).await;
+                    self.timer.sleep_until(self.clock.to_std(until)).await;
                     nothing_waiting = false;
                 }
             }
@@ -681,14 +732,15 @@ impl Bus {
                     }
                     // Latency excludes the response's own wire time.
                     let resp_wire = self.config.wire_time(resp_len);
-                    return Exchange { result: Ok(()), sent_at: sent_at + resp_wire, done_at };
+                    let measured = !slept_to_prediction || reads_with_data > 1;
+                    return Exchange { result: Ok(()), sent_at: sent_at + resp_wire, done_at, measured };
                 }
                 Err(nb::Error::Other(e)) => {
                     if debug {
                         let c = with_master!(&self.master, m => *m.counters());
                         log::debug!(target: "dmc::frame", "{} unit {unit}: {e} ({c:?})", link_name(&self.link));
                     }
-                    return Exchange { result: Err(e), sent_at, done_at: self.clock.now() };
+                    return Exchange { measured: false, result: Err(e), sent_at, done_at: self.clock.now() };
                 }
                 Err(nb::Error::WouldBlock) => {}
             }
@@ -696,10 +748,18 @@ impl Bus {
             if received > 0 {
                 self.wait_for_rest(received, resp_len, exception, wake).await;
                 nothing_waiting = false;
+            } else if !sent {
+                // The t3.5 gap before the request: sleep through it, then
+                // look once for bytes that arrived meanwhile (noise), which
+                // the master stamps now and so waits a full t3.5 after them.
+                // Watching the port here would leave it armed in the reactor
+                // and wake the turnaround sleep below for nothing.
+                self.timer.sleep_until(self.clock.to_std(wake)).await;
+                nothing_waiting = false;
             }
             let Some(link) = self.link.as_mut() else { break };
             let read = if nothing_waiting {
-                link.recv(&mut self.rx_buf, self.clock.to_std(wake)).await
+                link.recv(&mut self.rx_buf, self.clock.to_std(wake), &self.timer).await
             } else {
                 link.try_recv(&mut self.rx_buf)
             };
@@ -709,10 +769,16 @@ impl Bus {
                 Err(e) => {
                     self.drop_link(&e, observer);
                     let now = self.clock.now();
-                    return Exchange { result: Err(TransactionError::Timeout), sent_at, done_at: now };
+                    return Exchange {
+                        measured: false,
+                        result: Err(TransactionError::Timeout),
+                        sent_at,
+                        done_at: now,
+                    };
                 }
             };
             if n > 0 {
+                reads_with_data += 1;
                 let now = self.clock.now();
                 let bytes = self.rx_buf.get(..n).unwrap_or_default();
                 if received < 2 {
@@ -734,7 +800,7 @@ impl Bus {
             }
         }
         let now = self.clock.now();
-        Exchange { result: Err(TransactionError::Timeout), sent_at, done_at: now }
+        Exchange { measured: false, result: Err(TransactionError::Timeout), sent_at, done_at: now }
     }
 }
 
@@ -757,7 +823,7 @@ impl Bus {
         let now = self.clock.now();
         let until = (now + self.config.wire_time(remaining).min(limit)).min(wake);
         if until > now {
-            Timer::at(self.clock.to_std(until)).await;
+            self.timer.sleep_until(self.clock.to_std(until)).await;
         }
     }
 }
