@@ -139,6 +139,9 @@ enum Command {
         /// Print every frame received and sent.
         #[arg(long)]
         trace: bool,
+        /// Speak Modbus ASCII instead of RTU on the pty or port.
+        #[arg(long)]
+        ascii: bool,
     },
     /// Check the devices on a port (real or simulated): identify, read every profile register,
     /// plausibility, latency, error counts, an absent unit; optionally a write test.
@@ -205,6 +208,7 @@ fn main() -> ExitCode {
             script,
             seed,
             trace,
+            ascii,
         } => {
             let mut units = Vec::new();
             if growatt != 0 {
@@ -226,6 +230,7 @@ fn main() -> ExitCode {
                 script,
                 seed,
                 trace,
+                ascii,
             };
             run_sim(sim)
         }
@@ -329,6 +334,7 @@ struct SimArgs {
     script: Option<PathBuf>,
     seed: u64,
     trace: bool,
+    ascii: bool,
 }
 
 fn run_sim(a: SimArgs) -> Result<(), String> {
@@ -345,6 +351,7 @@ fn run_sim(a: SimArgs) -> Result<(), String> {
         clock: ClockConfig { speed: 86_400.0 / a.day_seconds, start_hour: a.start_hour.rem_euclid(24.0) },
         seed: a.seed,
         trace: a.trace,
+        ascii: a.ascii,
     };
     let trace = config.trace;
     let default_control = || a.control.clone().unwrap_or_else(|| PathBuf::from("/tmp/dmc-hil-sim.ctl"));

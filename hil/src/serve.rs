@@ -51,6 +51,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Print every frame received and sent on stderr.
     pub trace: bool,
+    /// Modbus ASCII instead of RTU on the serial line (see [`crate::ascii_line`]).
+    pub ascii: bool,
 }
 
 impl Default for SimConfig {
@@ -62,6 +64,7 @@ impl Default for SimConfig {
             clock: ClockConfig::default(),
             seed: 1,
             trace: false,
+            ascii: false,
         }
     }
 }
@@ -181,9 +184,16 @@ impl SimHandle {
         let s = Arc::clone(&shared);
         let line = config.line;
         let trace = config.trace;
-        let thread = thread::Builder::new()
-            .name("sim-serial".to_string())
-            .spawn(move || serial_loop(&s, port, keep_open, line, trace))?;
+        let ascii = config.ascii;
+        let thread = thread::Builder::new().name("sim-serial".to_string()).spawn(move || {
+            if ascii {
+                // Holding the pty's other side open keeps reads from failing with EIO.
+                let _keep_open = keep_open;
+                crate::ascii_line::ascii_loop(&s, port, line, trace)
+            } else {
+                serial_loop(&s, port, keep_open, line, trace)
+            }
+        })?;
         Ok(SimHandle {
             shared,
             path,
@@ -451,7 +461,7 @@ pub(crate) fn sleep_until(t: Instant) {
 }
 
 /// Writes `bytes` no faster than one per `char_time`; returns when the last byte has left the line.
-fn write_paced(port: &mut TTYPort, bytes: &[u8], char_time: Duration) -> Instant {
+pub(crate) fn write_paced(port: &mut TTYPort, bytes: &[u8], char_time: Duration) -> Instant {
     let start = Instant::now();
     let mut sent = 0usize;
     while sent < bytes.len() {
