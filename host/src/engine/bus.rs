@@ -53,9 +53,14 @@ const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// device getting faster.
 const PREDICTION_MARGIN: Duration = Duration::from_millis(2);
 /// The other transactions sleep until the answer should be complete and read
-/// it with one wake-up; their turnaround is only a sample when the answer was
-/// not complete yet (a slower device), since an answer found complete may
-/// have arrived any time during the sleep.
+/// it with one wake-up.
+///
+/// An answer found complete by the first read after such a sleep may have
+/// arrived any time during it: its turnaround is only an upper bound and may
+/// lower the learned value, never raise it. Counting our own oversleep (a
+/// late wake-up on a busy host) as device latency ratchets the learned
+/// turnaround up without limit: a loaded machine once took a 1 Mbaud meter
+/// from 190 to 3 reads a second that way.
 const MEASURE_EVERY: u32 = 8;
 
 /// How a bus is reached and framed; built from the first device spec on it.
@@ -179,8 +184,19 @@ struct Exchange {
     sent_at: Instant,
     /// When the outcome was known.
     done_at: Instant,
-    /// Whether `done_at - sent_at` is the device's turnaround (not a sleep of ours).
-    measured: bool,
+    /// `done_at - sent_at` only bounds the turnaround from above: the answer
+    /// was complete when a sleep of ours ended.
+    upper_bound: bool,
+}
+
+impl Exchange {
+    /// Feeds the measured turnaround to the device's filter (see [`MEASURE_EVERY`]).
+    fn record_latency(&self, dev: &mut Device) {
+        let sample = self.done_at.saturating_since(self.sent_at);
+        if !self.upper_bound || sample < dev.stats.latency_filtered {
+            dev.record_latency(sample);
+        }
+    }
 }
 
 /// A queued request from outside the poll loop (D-Bus writes, VregLink).
@@ -491,9 +507,7 @@ impl Bus {
         let Some(dev) = self.devices.get_mut(i) else { return };
         let change = match ex.result {
             Ok(()) => {
-                if ex.measured {
-                    dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
-                }
+                ex.record_latency(dev);
                 dev.probe_result(Some(words), now)
             }
             Err(TransactionError::Exception(_)) => dev.probe_result(None, now),
@@ -547,9 +561,7 @@ impl Bus {
         let Some(dev) = self.devices.get_mut(i) else { return };
         let change = match ex.result {
             Ok(()) => {
-                if ex.measured {
-                    dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
-                }
+                ex.record_latency(dev);
                 // The measured transaction time replaces the profile's estimate.
                 let _ = self.scheduler.set_cost(id, block, now.saturating_since(started));
                 dev.block_read(block, words, now)
@@ -639,7 +651,7 @@ impl Bus {
         let start = self.clock.now();
         let Some(link) = self.link.as_mut() else {
             return Exchange {
-                measured: false,
+                upper_bound: false,
                 result: Err(TransactionError::Timeout),
                 sent_at: start,
                 done_at: start,
@@ -650,7 +662,7 @@ impl Bus {
         if let Err(e) = link.drain() {
             self.drop_link(&e, observer);
             return Exchange {
-                measured: false,
+                upper_bound: false,
                 result: Err(TransactionError::Timeout),
                 sent_at: start,
                 done_at: start,
@@ -665,7 +677,7 @@ impl Bus {
         if let Err(e) = started {
             log::error!("{}: cannot send request to unit {unit}: {e}", self.config.name());
             return Exchange {
-                measured: false,
+                upper_bound: false,
                 result: Err(TransactionError::Timeout),
                 sent_at: start,
                 done_at: start,
@@ -674,8 +686,10 @@ impl Bus {
         let mut sent_at = start;
         // Whether the request is on the wire yet.
         let mut sent = false;
-        // Slept until the answer should be complete; reads that brought bytes.
-        let mut slept_to_prediction = false;
+        // A turnaround sleep just ended (no empty read since); the first
+        // bytes came from the read right after it; reads that brought bytes.
+        let mut fresh_from_sleep = false;
+        let mut found_on_wake = false;
         let mut reads_with_data = 0u32;
         let debug = log::log_enabled!(target: "dmc::frame", log::Level::Debug);
         // Bytes of the answer seen so far, to sleep through the rest of it.
@@ -697,7 +711,7 @@ impl Bus {
                     with_master!(&mut self.master, m => m.cancel());
                     let now = self.clock.now();
                     return Exchange {
-                        measured: false,
+                        upper_bound: false,
                         result: Err(TransactionError::Timeout),
                         sent_at: now,
                         done_at: now,
@@ -713,9 +727,9 @@ impl Bus {
                     let early = if self.predicted.is_multiple_of(MEASURE_EVERY) {
                         turnaround.saturating_sub(PREDICTION_MARGIN)
                     } else {
-                        slept_to_prediction = true;
                         turnaround
                     };
+                    fresh_from_sleep = true;
                     let until = (sent_at + early + self.config.wire_time(resp_len)).min(deadline);
                     self.timer.sleep_until(self.clock.to_std(until)).await;
                     nothing_waiting = false;
@@ -732,15 +746,20 @@ impl Bus {
                     }
                     // Latency excludes the response's own wire time.
                     let resp_wire = self.config.wire_time(resp_len);
-                    let measured = !slept_to_prediction || reads_with_data > 1;
-                    return Exchange { result: Ok(()), sent_at: sent_at + resp_wire, done_at, measured };
+                    let upper_bound = found_on_wake && reads_with_data <= 1;
+                    return Exchange { result: Ok(()), sent_at: sent_at + resp_wire, done_at, upper_bound };
                 }
                 Err(nb::Error::Other(e)) => {
                     if debug {
                         let c = with_master!(&self.master, m => *m.counters());
                         log::debug!(target: "dmc::frame", "{} unit {unit}: {e} ({c:?})", link_name(&self.link));
                     }
-                    return Exchange { measured: false, result: Err(e), sent_at, done_at: self.clock.now() };
+                    return Exchange {
+                        upper_bound: false,
+                        result: Err(e),
+                        sent_at,
+                        done_at: self.clock.now(),
+                    };
                 }
                 Err(nb::Error::WouldBlock) => {}
             }
@@ -770,14 +789,17 @@ impl Bus {
                     self.drop_link(&e, observer);
                     let now = self.clock.now();
                     return Exchange {
-                        measured: false,
+                        upper_bound: false,
                         result: Err(TransactionError::Timeout),
                         sent_at,
                         done_at: now,
                     };
                 }
             };
-            if n > 0 {
+            if n == 0 {
+                fresh_from_sleep = false;
+            } else {
+                found_on_wake |= reads_with_data == 0 && fresh_from_sleep;
                 reads_with_data += 1;
                 let now = self.clock.now();
                 let bytes = self.rx_buf.get(..n).unwrap_or_default();
@@ -800,7 +822,7 @@ impl Bus {
             }
         }
         let now = self.clock.now();
-        Exchange { measured: false, result: Err(TransactionError::Timeout), sent_at, done_at: now }
+        Exchange { upper_bound: false, result: Err(TransactionError::Timeout), sent_at, done_at: now }
     }
 }
 
@@ -878,4 +900,42 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push_str(&format!("0x{b:02x}"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(turnaround_ms: u64, upper_bound: bool) -> Exchange {
+        let sent_at = Instant::from_millis(1000);
+        Exchange {
+            result: Ok(()),
+            sent_at,
+            done_at: sent_at + Duration::from_millis(turnaround_ms),
+            upper_bound,
+        }
+    }
+
+    #[test]
+    fn an_answer_found_complete_after_a_sleep_never_raises_the_learned_turnaround() {
+        let spec = DeviceSpec::parse("rtu:ttyUSB0:9600:2:sdm230").unwrap();
+        let mut dev = Device::new(spec, Instant::ZERO).unwrap();
+        // The first sample is taken as it is; later ones are filtered.
+        dev.stats.responses = 1;
+        exchange(10, false).record_latency(&mut dev);
+        assert_eq!(dev.stats.latency_filtered, Duration::from_millis(10));
+        dev.stats.responses = 10;
+        // Our own late wake-ups: ignored, however many.
+        for _ in 0..100 {
+            exchange(40, true).record_latency(&mut dev);
+        }
+        assert_eq!(dev.stats.latency_filtered, Duration::from_millis(10));
+        // A bound below the learned value still teaches that the device got faster.
+        exchange(2, true).record_latency(&mut dev);
+        assert!(dev.stats.latency_filtered < Duration::from_millis(10));
+        // A real sample of a slower device raises it.
+        let before = dev.stats.latency_filtered;
+        exchange(30, false).record_latency(&mut dev);
+        assert!(dev.stats.latency_filtered > before);
+    }
 }
