@@ -48,20 +48,18 @@ pub const REOPEN_INTERVAL: StdDuration = StdDuration::from_secs(1);
 pub const USB_BURST_GAP: Duration = Duration::from_millis(50);
 /// Longest single sleep of the loop.
 const MAX_SLEEP: Duration = Duration::from_secs(5);
-/// How much earlier than its learned turnaround a device is read back on
-/// every [`MEASURE_EVERY`]-th transaction: lets the latency filter see a
-/// device getting faster.
-const PREDICTION_MARGIN: Duration = Duration::from_millis(2);
-/// The other transactions sleep until the answer should be complete and read
-/// it with one wake-up.
+/// How much earlier than its learned turnaround a device is read back: lets
+/// the latency filter see a device getting faster.
 ///
-/// An answer found complete by the first read after such a sleep may have
+/// An answer found complete by the first read after that sleep may have
 /// arrived any time during it: its turnaround is only an upper bound and may
 /// lower the learned value, never raise it. Counting our own oversleep (a
 /// late wake-up on a busy host) as device latency ratchets the learned
 /// turnaround up without limit: a loaded machine once took a 1 Mbaud meter
-/// from 190 to 3 reads a second that way.
-const MEASURE_EVERY: u32 = 8;
+/// from 190 to 3 reads a second that way. (Sleeping to the full prediction
+/// on most transactions saved a wake-up each, but on a busy host the line
+/// then ran 15-140 % below its limit.)
+const PREDICTION_MARGIN: Duration = Duration::from_millis(2);
 
 /// How a bus is reached and framed; built from the first device spec on it.
 #[derive(Clone, Debug)]
@@ -190,7 +188,7 @@ struct Exchange {
 }
 
 impl Exchange {
-    /// Feeds the measured turnaround to the device's filter (see [`MEASURE_EVERY`]).
+    /// Feeds the measured turnaround to the device's filter (see [`PREDICTION_MARGIN`]).
     fn record_latency(&self, dev: &mut Device) {
         let sample = self.done_at.saturating_since(self.sent_at);
         if !self.upper_bound || sample < dev.stats.latency_filtered {
@@ -240,8 +238,6 @@ pub struct Bus {
     words: Vec<u16>,
     /// Every sleep of the loop (one timerfd, re-armed, not a timer per wait).
     timer: LineTimer,
-    /// Transactions that slept through a learned turnaround (picks the measuring ones).
-    predicted: u32,
 }
 
 impl Bus {
@@ -286,7 +282,6 @@ impl Bus {
             rx_buf: vec![0; 512],
             words: Vec::with_capacity(125),
             timer: LineTimer::new(),
-            predicted: 0,
         };
         for i in 0..n {
             // Devices whose spec names the profile are planned right away.
@@ -723,12 +718,7 @@ impl Bus {
                 // that: sleep until its answer should be complete and read it
                 // in one go, instead of waking for every byte.
                 if let Some(turnaround) = expected_turnaround.filter(|_| self.config.method.is_serial()) {
-                    self.predicted = self.predicted.wrapping_add(1);
-                    let early = if self.predicted.is_multiple_of(MEASURE_EVERY) {
-                        turnaround.saturating_sub(PREDICTION_MARGIN)
-                    } else {
-                        turnaround
-                    };
+                    let early = turnaround.saturating_sub(PREDICTION_MARGIN);
                     fresh_from_sleep = true;
                     let until = (sent_at + early + self.config.wire_time(resp_len)).min(deadline);
                     self.timer.sleep_until(self.clock.to_std(until)).await;
