@@ -28,6 +28,7 @@
 //! Modbus TCP, Modbus UDP and RTU over TCP), [`control`] (the line
 //! protocol), [`script`] (time-stamped scenarios).
 
+pub mod ascii_line;
 pub mod bench;
 pub mod bus;
 pub mod control;

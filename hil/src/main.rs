@@ -144,6 +144,9 @@ enum Command {
         /// Print every frame received and sent.
         #[arg(long)]
         trace: bool,
+        /// Speak Modbus ASCII instead of RTU on the pty or port.
+        #[arg(long)]
+        ascii: bool,
     },
     /// Check the devices on a port (real or simulated): identify, read every profile register,
     /// plausibility, latency, error counts, an absent unit; optionally a write test.
@@ -211,6 +214,7 @@ fn main() -> ExitCode {
             script,
             seed,
             trace,
+            ascii,
         } => {
             let mut units = Vec::new();
             if growatt != 0 {
@@ -235,6 +239,7 @@ fn main() -> ExitCode {
                 script,
                 seed,
                 trace,
+                ascii,
             };
             run_sim(sim)
         }
@@ -338,6 +343,7 @@ struct SimArgs {
     script: Option<PathBuf>,
     seed: u64,
     trace: bool,
+    ascii: bool,
 }
 
 fn run_sim(a: SimArgs) -> Result<(), String> {
@@ -355,6 +361,7 @@ fn run_sim(a: SimArgs) -> Result<(), String> {
         seed: a.seed,
         trace: a.trace,
         plant: None,
+        ascii: a.ascii,
     };
     let trace = config.trace;
     let default_control = || a.control.clone().unwrap_or_else(|| PathBuf::from("/tmp/dmc-hil-sim.ctl"));

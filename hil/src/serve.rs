@@ -53,6 +53,8 @@ pub struct SimConfig {
     pub trace: bool,
     /// Simulate a household around the devices ([`crate::model::plant`]).
     pub plant: Option<crate::model::plant::PlantConfig>,
+    /// Modbus ASCII instead of RTU on the serial line (see [`crate::ascii_line`]).
+    pub ascii: bool,
 }
 
 impl Default for SimConfig {
@@ -65,6 +67,7 @@ impl Default for SimConfig {
             seed: 1,
             trace: false,
             plant: None,
+            ascii: false,
         }
     }
 }
@@ -202,9 +205,16 @@ impl SimHandle {
         let s = Arc::clone(&shared);
         let line = config.line;
         let trace = config.trace;
-        let thread = thread::Builder::new()
-            .name("sim-serial".to_string())
-            .spawn(move || serial_loop(&s, port, keep_open, line, trace))?;
+        let ascii = config.ascii;
+        let thread = thread::Builder::new().name("sim-serial".to_string()).spawn(move || {
+            if ascii {
+                // Holding the pty's other side open keeps reads from failing with EIO.
+                let _keep_open = keep_open;
+                crate::ascii_line::ascii_loop(&s, port, line, trace)
+            } else {
+                serial_loop(&s, port, keep_open, line, trace)
+            }
+        })?;
         Ok(SimHandle {
             shared,
             path,
@@ -479,7 +489,7 @@ pub(crate) fn sleep_until(t: Instant) {
 }
 
 /// Writes `bytes` no faster than one per `char_time`; returns when the last byte has left the line.
-fn write_paced(port: &mut TTYPort, bytes: &[u8], char_time: Duration) -> Instant {
+pub(crate) fn write_paced(port: &mut TTYPort, bytes: &[u8], char_time: Duration) -> Instant {
     let start = Instant::now();
     let mut sent = 0usize;
     while sent < bytes.len() {

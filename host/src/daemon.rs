@@ -114,7 +114,7 @@ impl Drop for StopWatchdog {
 pub fn run(options: DaemonOptions, stop: StopFlag) -> i32 {
     let spawner: Spawner = Arc::new(async_executor::Executor::new());
     let ex = spawner.clone();
-    async_io::block_on(ex.run(run_async(options, spawner, stop)))
+    futures_lite::future::block_on(ex.run(run_async(options, spawner, stop)))
 }
 
 /// Starts the watchdog thread: exits the process with status 1 and a line

@@ -16,6 +16,8 @@ use async_io::{Async, Timer};
 use dmc_core::timing::{LineConfig, Parity};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 
+use crate::engine::line_timer::LineTimer;
+
 /// Why a link could not be opened or used; `Display` is one line naming the port.
 #[derive(Debug)]
 pub enum LinkError {
@@ -233,7 +235,12 @@ impl Link {
 
     /// Reads what is available, waiting at most until `deadline`.
     /// `Ok(0)` means the deadline passed with nothing received.
-    pub async fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
+    pub async fn recv(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        timer: &LineTimer,
+    ) -> Result<usize, LinkError> {
         let name = self.name().to_string();
         let read = async {
             let r = match self {
@@ -244,7 +251,7 @@ impl Link {
             Some(r)
         };
         let timeout = async {
-            Timer::at(deadline).await;
+            timer.sleep_until(deadline).await;
             None
         };
         match future::or(read, timeout).await {

@@ -32,6 +32,7 @@ use futures_lite::future;
 use super::clock::Clock;
 use super::device::{Device, Failure, Presence, PresenceChange};
 use super::shared::SharedBus;
+use super::line_timer::LineTimer;
 use crate::link::{Link, LinkError, SerialLink, TcpLink, UdpLink};
 use crate::spec::{DeviceSpec, Method};
 
@@ -50,6 +51,15 @@ pub const USB_BURST_GAP: Duration = Duration::from_millis(50);
 const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// How much earlier than its learned turnaround a device is read back: lets
 /// the latency filter see a device getting faster.
+///
+/// An answer found complete by the first read after that sleep may have
+/// arrived any time during it: its turnaround is only an upper bound and may
+/// lower the learned value, never raise it. Counting our own oversleep (a
+/// late wake-up on a busy host) as device latency ratchets the learned
+/// turnaround up without limit: a loaded machine once took a 1 Mbaud meter
+/// from 190 to 3 reads a second that way. (Sleeping to the full prediction
+/// on most transactions saved a wake-up each, but on a busy host the line
+/// then ran 15-140 % below its limit.)
 const PREDICTION_MARGIN: Duration = Duration::from_millis(2);
 
 /// How a bus is reached and framed; built from the first device spec on it.
@@ -173,6 +183,19 @@ struct Exchange {
     sent_at: Instant,
     /// When the outcome was known.
     done_at: Instant,
+    /// `done_at - sent_at` only bounds the turnaround from above: the answer
+    /// was complete when a sleep of ours ended.
+    upper_bound: bool,
+}
+
+impl Exchange {
+    /// Feeds the measured turnaround to the device's filter (see [`PREDICTION_MARGIN`]).
+    fn record_latency(&self, dev: &mut Device) {
+        let sample = self.done_at.saturating_since(self.sent_at);
+        if !self.upper_bound || sample < dev.stats.latency_filtered {
+            dev.record_latency(sample);
+        }
+    }
 }
 
 /// A queued request from outside the poll loop (D-Bus writes, VregLink).
@@ -216,6 +239,8 @@ pub struct Bus {
     words: Vec<u16>,
     /// Statistics out, enable flags and scan requests in (the control service).
     shared: std::sync::Arc<SharedBus>,
+    /// Every sleep of the loop (one timerfd, re-armed, not a timer per wait).
+    timer: LineTimer,
 }
 
 impl Bus {
@@ -260,6 +285,7 @@ impl Bus {
             rx_buf: vec![0; 512],
             words: Vec::with_capacity(125),
             shared: SharedBus::new(n),
+            timer: LineTimer::new(),
         };
         for i in 0..n {
             // Devices whose spec names the profile are planned right away.
@@ -462,11 +488,11 @@ impl Bus {
             // Wake at least every few seconds so the loop shows it is alive
             // (the watchdog) even while every device backs off for a minute.
             .min(self.clock.now() + MAX_SLEEP);
-        let timer = Timer::at(self.clock.to_std(wake));
-        let commands = &self.commands;
+        let until = self.clock.to_std(wake);
+        let (timer, commands) = (&self.timer, &self.commands);
         let woken_by = future::or(
             async {
-                timer.await;
+                timer.sleep_until(until).await;
                 None
             },
             async { commands.recv().await.ok() },
@@ -509,7 +535,7 @@ impl Bus {
         let Some(dev) = self.devices.get_mut(i) else { return };
         let change = match ex.result {
             Ok(()) => {
-                dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                ex.record_latency(dev);
                 dev.probe_result(Some(words), now)
             }
             Err(TransactionError::Exception(_)) => dev.probe_result(None, now),
@@ -563,7 +589,7 @@ impl Bus {
         let Some(dev) = self.devices.get_mut(i) else { return };
         let change = match ex.result {
             Ok(()) => {
-                dev.record_latency(ex.done_at.saturating_since(ex.sent_at));
+                ex.record_latency(dev);
                 // The measured transaction time replaces the profile's estimate.
                 let _ = self.scheduler.set_cost(id, block, now.saturating_since(started));
                 dev.block_read(block, words, now)
@@ -652,13 +678,23 @@ impl Bus {
         self.stats.transactions += 1;
         let start = self.clock.now();
         let Some(link) = self.link.as_mut() else {
-            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+            return Exchange {
+                upper_bound: false,
+                result: Err(TransactionError::Timeout),
+                sent_at: start,
+                done_at: start,
+            };
         };
         // Stale bytes (a late answer to an earlier request, noise) must not
         // be taken for this answer.
         if let Err(e) = link.drain() {
             self.drop_link(&e, observer);
-            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+            return Exchange {
+                upper_bound: false,
+                result: Err(TransactionError::Timeout),
+                sent_at: start,
+                done_at: start,
+            };
         }
         let req_len = self.config.adu_len(request.buffer_len());
         let resp_len = self.config.adu_len(request.expected_response_len());
@@ -668,9 +704,21 @@ impl Bus {
         let started = with_master!(&mut self.master, m => m.start(start, unit, request, deadline));
         if let Err(e) = started {
             log::error!("{}: cannot send request to unit {unit}: {e}", self.config.name());
-            return Exchange { result: Err(TransactionError::Timeout), sent_at: start, done_at: start };
+            return Exchange {
+                upper_bound: false,
+                result: Err(TransactionError::Timeout),
+                sent_at: start,
+                done_at: start,
+            };
         }
         let mut sent_at = start;
+        // Whether the request is on the wire yet.
+        let mut sent = false;
+        // A turnaround sleep just ended (no empty read since); the first
+        // bytes came from the read right after it; reads that brought bytes.
+        let mut fresh_from_sleep = false;
+        let mut found_on_wake = false;
+        let mut reads_with_data = 0u32;
         let debug = log::log_enabled!(target: "dmc::frame", log::Level::Debug);
         // Bytes of the answer seen so far, to sleep through the rest of it.
         let mut received = 0usize;
@@ -690,16 +738,23 @@ impl Bus {
                     self.drop_link(&e, observer);
                     with_master!(&mut self.master, m => m.cancel());
                     let now = self.clock.now();
-                    return Exchange { result: Err(TransactionError::Timeout), sent_at: now, done_at: now };
+                    return Exchange {
+                        upper_bound: false,
+                        result: Err(TransactionError::Timeout),
+                        sent_at: now,
+                        done_at: now,
+                    };
                 }
                 sent_at = now + self.config.wire_time(frame.len());
+                sent = true;
                 // A device whose turnaround is known answers no sooner than
                 // that: sleep until its answer should be complete and read it
                 // in one go, instead of waking for every byte.
                 if let Some(turnaround) = expected_turnaround.filter(|_| self.config.method.is_serial()) {
                     let early = turnaround.saturating_sub(PREDICTION_MARGIN);
+                    fresh_from_sleep = true;
                     let until = (sent_at + early + self.config.wire_time(resp_len)).min(deadline);
-                    Timer::at(self.clock.to_std(until)).await;
+                    self.timer.sleep_until(self.clock.to_std(until)).await;
                     nothing_waiting = false;
                 }
             }
@@ -714,14 +769,20 @@ impl Bus {
                     }
                     // Latency excludes the response's own wire time.
                     let resp_wire = self.config.wire_time(resp_len);
-                    return Exchange { result: Ok(()), sent_at: sent_at + resp_wire, done_at };
+                    let upper_bound = found_on_wake && reads_with_data <= 1;
+                    return Exchange { result: Ok(()), sent_at: sent_at + resp_wire, done_at, upper_bound };
                 }
                 Err(nb::Error::Other(e)) => {
                     if debug {
                         let c = with_master!(&self.master, m => *m.counters());
                         log::debug!(target: "dmc::frame", "{} unit {unit}: {e} ({c:?})", link_name(&self.link));
                     }
-                    return Exchange { result: Err(e), sent_at, done_at: self.clock.now() };
+                    return Exchange {
+                        upper_bound: false,
+                        result: Err(e),
+                        sent_at,
+                        done_at: self.clock.now(),
+                    };
                 }
                 Err(nb::Error::WouldBlock) => {}
             }
@@ -729,10 +790,18 @@ impl Bus {
             if received > 0 {
                 self.wait_for_rest(received, resp_len, exception, wake).await;
                 nothing_waiting = false;
+            } else if !sent {
+                // The t3.5 gap before the request: sleep through it, then
+                // look once for bytes that arrived meanwhile (noise), which
+                // the master stamps now and so waits a full t3.5 after them.
+                // Watching the port here would leave it armed in the reactor
+                // and wake the turnaround sleep below for nothing.
+                self.timer.sleep_until(self.clock.to_std(wake)).await;
+                nothing_waiting = false;
             }
             let Some(link) = self.link.as_mut() else { break };
             let read = if nothing_waiting {
-                link.recv(&mut self.rx_buf, self.clock.to_std(wake)).await
+                link.recv(&mut self.rx_buf, self.clock.to_std(wake), &self.timer).await
             } else {
                 link.try_recv(&mut self.rx_buf)
             };
@@ -742,10 +811,19 @@ impl Bus {
                 Err(e) => {
                     self.drop_link(&e, observer);
                     let now = self.clock.now();
-                    return Exchange { result: Err(TransactionError::Timeout), sent_at, done_at: now };
+                    return Exchange {
+                        upper_bound: false,
+                        result: Err(TransactionError::Timeout),
+                        sent_at,
+                        done_at: now,
+                    };
                 }
             };
-            if n > 0 {
+            if n == 0 {
+                fresh_from_sleep = false;
+            } else {
+                found_on_wake |= reads_with_data == 0 && fresh_from_sleep;
+                reads_with_data += 1;
                 let now = self.clock.now();
                 let bytes = self.rx_buf.get(..n).unwrap_or_default();
                 if received < 2 {
@@ -767,7 +845,7 @@ impl Bus {
             }
         }
         let now = self.clock.now();
-        Exchange { result: Err(TransactionError::Timeout), sent_at, done_at: now }
+        Exchange { upper_bound: false, result: Err(TransactionError::Timeout), sent_at, done_at: now }
     }
 }
 
@@ -790,7 +868,7 @@ impl Bus {
         let now = self.clock.now();
         let until = (now + self.config.wire_time(remaining).min(limit)).min(wake);
         if until > now {
-            Timer::at(self.clock.to_std(until)).await;
+            self.timer.sleep_until(self.clock.to_std(until)).await;
         }
     }
 }
@@ -845,4 +923,42 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push_str(&format!("0x{b:02x}"));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exchange(turnaround_ms: u64, upper_bound: bool) -> Exchange {
+        let sent_at = Instant::from_millis(1000);
+        Exchange {
+            result: Ok(()),
+            sent_at,
+            done_at: sent_at + Duration::from_millis(turnaround_ms),
+            upper_bound,
+        }
+    }
+
+    #[test]
+    fn an_answer_found_complete_after_a_sleep_never_raises_the_learned_turnaround() {
+        let spec = DeviceSpec::parse("rtu:ttyUSB0:9600:2:sdm230").unwrap();
+        let mut dev = Device::new(spec, Instant::ZERO).unwrap();
+        // The first sample is taken as it is; later ones are filtered.
+        dev.stats.responses = 1;
+        exchange(10, false).record_latency(&mut dev);
+        assert_eq!(dev.stats.latency_filtered, Duration::from_millis(10));
+        dev.stats.responses = 10;
+        // Our own late wake-ups: ignored, however many.
+        for _ in 0..100 {
+            exchange(40, true).record_latency(&mut dev);
+        }
+        assert_eq!(dev.stats.latency_filtered, Duration::from_millis(10));
+        // A bound below the learned value still teaches that the device got faster.
+        exchange(2, true).record_latency(&mut dev);
+        assert!(dev.stats.latency_filtered < Duration::from_millis(10));
+        // A real sample of a slower device raises it.
+        let before = dev.stats.latency_filtered;
+        exchange(30, false).record_latency(&mut dev);
+        assert!(dev.stats.latency_filtered > before);
+    }
 }

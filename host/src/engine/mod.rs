@@ -10,6 +10,7 @@ pub mod bus;
 pub mod clock;
 pub mod device;
 pub mod shared;
+pub mod line_timer;
 
 pub use bus::{Bus, BusConfig, BusStats, Command, CommandError, Observer};
 pub use clock::Clock;
