@@ -49,6 +49,10 @@ use settings_watch::Registered;
 pub const METER_GRACE: StdDuration = StdDuration::from_secs(5);
 /// Pause before a failed registration (bus or settings trouble) is tried again.
 pub const REGISTER_RETRY: StdDuration = StdDuration::from_secs(5);
+/// Longest a changed value of a slower poll class waits for the device's next
+/// fast-class update (which carries it in the same `ItemsChanged`) before it
+/// goes out on its own.
+pub const COALESCE_WAIT: StdDuration = StdDuration::from_secs(1);
 /// What `/Mgmt/ProcessName` says.
 pub const PROCESS_NAME: &str = "dbus-modbus-client";
 
@@ -89,6 +93,9 @@ struct Slot {
     needs_full_update: bool,
     /// The device is asleep (values set to the night state).
     asleep: bool,
+    /// Changes of a slower class wait for the next fast update; a timer sends
+    /// them after [`COALESCE_WAIT`] if none comes.
+    flush_pending: bool,
     /// The device answers (VregLink calls fail at once otherwise).
     online: Arc<AtomicBool>,
     /// A settings watcher runs for this device ([`settings_watch`]).
@@ -217,6 +224,32 @@ impl Publisher {
             .detach();
     }
 
+    /// Sends `service`'s queued changes after [`COALESCE_WAIT`] unless a fast
+    /// update has sent them by then (an empty flush sends nothing).
+    fn flush_later(&self, slot: &SharedSlot, service: Arc<Service>) {
+        {
+            let mut s = lock(slot);
+            if s.flush_pending {
+                return;
+            }
+            s.flush_pending = true;
+        }
+        let slot = slot.clone();
+        let config = self.config.clone();
+        // Weak: a service being removed meanwhile must not be kept alive by this timer.
+        let service = Arc::downgrade(&service);
+        self.config
+            .spawner
+            .spawn(async move {
+                Timer::after(COALESCE_WAIT).await;
+                let pending = std::mem::take(&mut lock(&slot).flush_pending);
+                if let (true, Some(service)) = (pending, service.upgrade()) {
+                    flush(&config, service);
+                }
+            })
+            .detach();
+    }
+
     /// The night state of a sleeping inverter (venus-conventions §6, devices.md 2.7).
     fn publish_asleep(&mut self, i: usize, device: &Device) {
         let slot = self.slot(i);
@@ -244,6 +277,11 @@ fn asleep_value(path: &str) -> Option<ItemValue> {
         "StatusCode" => Some(ItemValue::Double(8.0)),
         _ => None,
     }
+}
+
+/// The sort key of the fastest poll class among a profile's published registers.
+fn fastest_class(profile: &Profile) -> u64 {
+    profile.registers.iter().filter(|d| !d.paths.is_empty()).map(|d| d.class.order_key()).min().unwrap_or(0)
 }
 
 fn flush(config: &PublisherConfig, service: Arc<Service>) {
@@ -328,7 +366,21 @@ impl Observer for Publisher {
         if let Some(dyngen) = &self.config.dyngen {
             dyngen.inverter_values(service.name(), device, now);
         }
-        flush(&self.config, service);
+        // One ItemsChanged per update cycle (venus-conventions: vedbus sends one
+        // per update): the cycle is the device's fastest class; what slower
+        // blocks changed rides along with its next update.
+        let fastest = fastest_class(profile);
+        let lead = full
+            || device
+                .changed
+                .iter()
+                .any(|&idx| profile.registers.get(idx).is_some_and(|d| d.class.order_key() == fastest));
+        if lead {
+            lock(&slot).flush_pending = false;
+            flush(&self.config, service);
+        } else {
+            self.flush_later(&slot, service);
+        }
     }
 
     fn stop_requested(&mut self) -> bool {

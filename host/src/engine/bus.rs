@@ -31,8 +31,8 @@ use futures_lite::future;
 
 use super::clock::Clock;
 use super::device::{Device, Failure, Presence, PresenceChange};
-use super::shared::SharedBus;
 use super::line_timer::LineTimer;
+use super::shared::SharedBus;
 use crate::link::{Link, LinkError, SerialLink, TcpLink, UdpLink};
 use crate::spec::{DeviceSpec, Method};
 

@@ -9,8 +9,8 @@
 pub mod bus;
 pub mod clock;
 pub mod device;
-pub mod shared;
 pub mod line_timer;
+pub mod shared;
 
 pub use bus::{Bus, BusConfig, BusStats, Command, CommandError, Observer};
 pub use clock::Clock;
