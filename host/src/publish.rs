@@ -21,6 +21,9 @@
 //! `/CustomName` and `/Position` go to settings; a writable register
 //! path is encoded by the profile (range checked first) and written through
 //! the bus's command queue, and the SetValue answer waits for the device.
+//!
+//! A device that dictates its role, phases or position (the Victron meters) is published as it
+//! says, and re-created when it changes its mind ([`dictated`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

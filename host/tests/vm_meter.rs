@@ -44,6 +44,21 @@ impl Rig {
         assert_eq!(self.s.set_setting(&path, ItemValue::Text(value.into())), 0, "{value}");
     }
 
+    /// The unique name owning `service` (a re-created service has a new connection).
+    fn owner(&self, service: &str) -> String {
+        let args = [
+            "--session",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.GetNameOwner",
+        ];
+        let name = format!("string:{service}");
+        let (ok, out, err) = self.s.bus.run("dbus-send", &[&args[..], &[name.as_str()]].concat());
+        assert!(ok, "GetNameOwner {service}: {err}");
+        out.lines().last().unwrap_or_default().trim().to_string()
+    }
+
     fn set_sim(&self, name: &str, value: &str) {
         self.s.sim.set("vm3p75ct", name, value).unwrap_or_else(|e| panic!("sim {name} {value}: {e}"));
     }
@@ -112,9 +127,11 @@ fn the_meter_dictates_role_phases_and_position() {
     rig.wait_items(&grid, "instance 41", |i| text(i, "/DeviceInstance") == "41");
 
     // Single phase on L2: the service is re-created with only L2's paths.
+    let three_phase_owner = rig.owner(&grid);
     rig.set_sim("phase_config", "1");
     let items = rig.wait_items(&grid, "single phase", |i| text(i, "/NrOfPhases") == "1");
     assert_eq!(phases_present(&items), [false, true, false]);
+    assert_ne!(rig.owner(&grid), three_phase_owner, "a new service, not an update");
     assert_eq!(text(&items, "/DeviceInstance"), "41");
 
     // Role 1 (pvinverter) with position 2: a pvinverter service, same instance, /Position 2.
@@ -129,9 +146,11 @@ fn the_meter_dictates_role_phases_and_position() {
     );
     assert_eq!(rig.class_and_instance(), ItemValue::Text("pvinverter:41".into()));
 
-    // /Position follows 0x2022; an acload maps 0x2022 = 1 to /Position 0.
+    // /Position follows 0x2022 in place; an acload maps 0x2022 = 1 to /Position 0.
+    let pv_owner = rig.owner(&pv);
     rig.set_sim("position", "0");
     rig.wait_items(&pv, "/Position 0", |i| text(i, "/Position") == "0");
+    assert_eq!(rig.owner(&pv), pv_owner, "the same service");
     rig.set_sim("position", "1");
     rig.set_sim("role", "3");
     let (_, items) = rig.wait_role("acload", "0");
