@@ -91,7 +91,7 @@ enum Command {
         "  turnaround UNIT|all MS|auto\n",
         "  set UNIT NAME VALUE   (sdm230: power W|auto, voltage, frequency, import_energy, export_energy, serial;\n",
         "                         growatt: pv W|auto, fault CODE|off, awake on|off|auto, active_rate, on_off, peak_pv;\n",
-        "                         vm3p75ct: power W|auto, voltage, description, serial, phase_config, role, vreg_fail on|off)\n",
+        "                         vm3p75ct: power W|auto, voltage, description, serial, phase_config, role, position, vreg_fail on|off)\n",
         "  get UNIT NAME | last UNIT NAME | served UNIT NAME\n",
         "UNIT is an address (2) or a device name (sdm230, growatt, vm3p75ct).\n\n",
         "Script file (--script): lines `SECONDS COMMAND`, e.g. `10.0 fault growatt silent on`, `25.0 set sdm230 power -1500`."

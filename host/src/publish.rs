@@ -21,6 +21,9 @@
 //! `/CustomName` and `/Position` go to settings; a writable register
 //! path is encoded by the profile (range checked first) and written through
 //! the bus's command queue, and the SetValue answer waits for the device.
+//!
+//! A device that dictates its role, phases or position (the Victron meters) is published as it
+//! says, and re-created when it changes its mind ([`dictated`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,6 +43,7 @@ use crate::settings::client::{device_settings, SettingsClient};
 use crate::setvalue::{WriteAction, POSITION_KIND, REGISTER_KIND};
 use crate::vreg::{DeviceEntry, VregPort};
 
+mod dictated;
 mod migrate;
 pub mod settings_watch;
 
@@ -102,6 +106,10 @@ struct Slot {
     watching: bool,
     /// `Enabled` = 0: no service until it is enabled again.
     disabled: bool,
+    /// The dictating registers the service was registered with ([`dictated`]).
+    dictated: Option<dictated::Key>,
+    /// What the next re-registration registers (the latest values seen).
+    snapshot: Option<Snapshot>,
 }
 
 type SharedSlot = Arc<Mutex<Slot>>;
@@ -157,7 +165,9 @@ impl Publisher {
             }
             s.registering = true;
         }
-        let Some(mut snapshot) = Snapshot::of(device) else {
+        // A device that dictates its configuration waits until it was read.
+        let Some(mut snapshot) = Snapshot::of(device).filter(|s| dictated::ready(s.profile, &s.values))
+        else {
             lock(&slot).registering = false;
             return;
         };
@@ -381,6 +391,7 @@ impl Observer for Publisher {
         } else {
             self.flush_later(&slot, service);
         }
+        dictated::follow(self, &slot, i, device);
     }
 
     fn stop_requested(&mut self) -> bool {
@@ -518,7 +529,9 @@ async fn register(
         .service_ident(if snap.serial.is_empty() { "unknown" } else { &snap.serial })
         .map(|s| s.as_str().to_string())
         .ok_or_else(|| format!("{}: serial too long for an ident", snap.spec))?;
-    let settings = load_settings(config, &ident, profile).await;
+    let mut settings = load_settings(config, &ident, profile).await;
+    let dictated = dictated::Dictated::of(profile, &snap.values, settings.role);
+    settings.role = dictated.role;
     // On the control service even when disabled, so it can be enabled there.
     if let (Some(control), Some(state)) = (&config.control, &snap.bus_state) {
         let names = (settings.custom_name.as_str(), profile.product_name);
@@ -531,6 +544,7 @@ async fn register(
         }
         return Ok(Registered::Disabled { ident });
     }
+    dictated::store_role(config, &ident, &dictated, settings.instance).await;
     let name = format!("com.victronenergy.{}.{ident}", settings.role.as_str());
     let mut b = ServiceBuilder::new(name.clone());
     let add = |b: &mut ServiceBuilder, path: &str, item: Item| {
@@ -548,19 +562,23 @@ async fn register(
     add(&mut b, "/Serial", Item::new(snap.serial.clone()));
     add(&mut b, "/Connected", Item::new(1));
     add(&mut b, "/CustomName", Item::new(settings.custom_name.clone()).writable().with_kind(ValueKind::Text));
-    add(&mut b, "/Role", Item::new(settings.role.as_str()).writable().with_kind(ValueKind::Text));
+    let role = Item::new(settings.role.as_str());
+    add(&mut b, "/Role", if dictated.role_fixed { role } else { role.writable().with_kind(ValueKind::Text) });
     let roles: Vec<String> = profile.allowed_roles.iter().map(|r| r.as_str().to_string()).collect();
     if !roles.is_empty() {
         add(&mut b, "/AllowedRoles", Item::new(ItemValue::StrList(roles)));
     }
-    if matches!(settings.role, Role::PvInverter | Role::AcLoad | Role::EvCharger | Role::HeatPump) {
+    dictated.add_items(&mut b);
+    let positioned =
+        matches!(settings.role, Role::PvInverter | Role::AcLoad | Role::EvCharger | Role::HeatPump);
+    if positioned && !dictated.position_fixed {
         add(&mut b, "/Position", Item::new(settings.position).writable().with_kind(POSITION_KIND));
     }
     let meter = profile.allows_role(Role::Grid);
     if meter {
         add(&mut b, "/IsGenericEnergyMeter", Item::new(i32::from(settings.role != Role::Grid)));
     }
-    if profile.register_for_path("/NrOfPhases").is_none() {
+    if profile.register_for_path("/NrOfPhases").is_none() && dictated.phases.is_none() {
         add(&mut b, "/NrOfPhases", Item::new(1));
     }
     for path in ["/FirmwareVersion", "/HardwareVersion", "/ErrorCode"] {
@@ -570,7 +588,7 @@ async fn register(
     }
     for (def, value) in profile.registers.iter().zip(&snap.values) {
         for path in def.paths {
-            if *path == "/Serial" {
+            if *path == "/Serial" || !dictated.publishes(profile, path) {
                 continue;
             }
             let mut item = Item::new(item_value(value)).with_text(item_text(def, value));

@@ -10,59 +10,23 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::services::{call, get_items, names, text, try_get_items, wait_for, wait_until, DaemonRun};
-use common::{Background, PrivateBus};
 use dbus_modbus_client::daemon::DaemonOptions;
 use dbus_modbus_client::dbus::ItemValue;
-use dbus_modbus_client::settings::client::{SettingSpec, SettingsClient};
+use dbus_modbus_client::settings::client::SettingSpec;
 use dbus_modbus_client::spec::DeviceSpec;
 use dmc_hil::model::DeviceKind;
-use dmc_hil::serve::{SimConfig, SimHandle};
 
 const REGISTER_WITHIN: Duration = Duration::from_secs(20);
 
-/// Bus, executor, simulator and stand-in for one test.
-struct Setup {
-    bus: PrivateBus,
-    bg: Background,
-    sim: SimHandle,
-    settings: SettingsClient,
-    _settings_conn: dbus_modbus_client::dbus::BusConnection,
-    _dir: tempfile::TempDir,
-    _standin: dbus_modbus_client::settings::standin::SettingsStandin,
-}
+type Setup = common::settings_rig::SettingsRig;
 
 impl Setup {
-    fn new(units: &[(u8, DeviceKind)]) -> Option<Setup> {
-        let bus = PrivateBus::start()?;
-        let bg = Background::start();
-        let sim = SimHandle::spawn_pty(SimConfig::with_units(units)).expect("simulator");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let standin = common::start_standin(&bus, &bg, dir.path().join("settings.txt"));
-        let (choice, spawner) = (bus.bus(), bg.spawner.clone());
-        let conn = bg.block_on(async move { dbus_modbus_client::dbus::connect(&choice, &spawner).await });
-        let conn = conn.expect("settings client connection");
-        let settings = SettingsClient::new(conn.conn.clone(), bg.spawner.clone());
-        Some(Setup { bus, bg, sim, settings, _settings_conn: conn, _dir: dir, _standin: standin })
-    }
-
     fn daemon(&self, units: &[u8]) -> DaemonRun {
         let devices = units
             .iter()
             .map(|u| DeviceSpec::parse(&format!("rtu:{}:9600:{u}", self.sim.path().display())).expect("spec"))
             .collect();
         DaemonRun::start(&self.bg, DaemonOptions { bus: self.bus.bus(), devices, ..DaemonOptions::default() })
-    }
-
-    fn set_setting(&self, path: &str, value: ItemValue) -> i32 {
-        let client = self.settings.clone();
-        let path = path.to_string();
-        self.bg.block_on(async move { client.set_value(&path, &value).await.expect("SetValue") })
-    }
-
-    fn get_setting(&self, path: &str) -> ItemValue {
-        let client = self.settings.clone();
-        let path = path.to_string();
-        self.bg.block_on(async move { client.get_value(&path).await.expect("GetValue") })
     }
 
     /// Waits until `service`'s GetItems text at `path` is `want`.

@@ -218,11 +218,14 @@ pub struct DeviceSettings {
     pub phases: Option<PhaseRegister>,
     /// The device fixes its position.
     pub position: Option<PositionRegister>,
+    /// `/RefreshTime` (ms) the service publishes (`None`: no such path).
+    pub refresh_time: Option<i32>,
 }
 
 impl DeviceSettings {
     /// Nothing dictated: role from settings, all phases, position from settings.
-    pub const NONE: DeviceSettings = DeviceSettings { role: None, phases: None, position: None };
+    pub const NONE: DeviceSettings =
+        DeviceSettings { role: None, phases: None, position: None, refresh_time: None };
 }
 
 /// Everything device-specific.

@@ -15,8 +15,9 @@
 //! - phases: 0x2000 = 0/1/2 single phase on L1/L2/L3, 3 three phase, 4 two
 //!   phase L1+L2 ([`phases`]; unknown = three phase, as upstream); the host
 //!   publishes `/Ac/L<n>/...` only for those phases
-//!   ([`Profile::publishes_path`]); `/NrOfPhases` is the same register
-//!   mapped to a count (invalid for unknown values);
+//!   ([`Profile::publishes_path`]) and `/NrOfPhases` = `phases(raw).count()`;
+//!   the register is read as a raw u16 without a path, so the host sees
+//!   which single phase is measured (a count alone would lose it);
 //! - position: 0x2022, pvinverter as is, acload/evcharger/heatpump mapped
 //!   0->1, 1->0, 2->1, no `/Position` for grid and genset ([`position`]);
 //!   `/PositionIsAdjustable` 0.
@@ -38,8 +39,10 @@
 //! (0x303C bits 0-1: 0 invalid, 1..3 -> 0..2), and for n = 1..3
 //! `/Ac/L<n>/{Voltage,Current,Power,Energy/Forward,Energy/Reverse,
 //! VoltageLineToLine,PowerFactor}` (line-to-line 0xFFFF invalid).
-//! Host-side extras upstream publishes: `/RefreshTime` 20, `/Devices/0/...`
-//! ([`REFRESH_TIME`]).
+//! Host-side extras upstream publishes: `/RefreshTime` 20
+//! ([`REFRESH_TIME`], [`DeviceSettings::refresh_time`]), `/Devices/0/...`;
+//! `/NrOfPhases`, `/Role`, `/Position`, `/PositionIsAdjustable` come from
+//! the dictated registers above, not from the table.
 //!
 //! Poll classes: power (0x3080..0x308B) every pass, everything else every
 //! second, identity and capabilities once.
@@ -132,6 +135,7 @@ const SETTINGS: DeviceSettings = DeviceSettings {
     role: Some(RoleRegister { address: ROLE_REGISTER, roles: &ROLES }),
     phases: Some(PhaseRegister { address: PHASE_CONFIG_REGISTER, phases }),
     position: Some(PositionRegister { address: POSITION_REGISTER, position }),
+    refresh_time: Some(REFRESH_TIME),
 };
 
 const FAST: Duration = Duration::ZERO;
@@ -154,19 +158,6 @@ const fn reg(name: &'static str, address: u16, kind: RegisterType) -> RegisterDe
 const fn text(words: u8) -> RegisterType {
     RegisterType::Text { words, bytes: ByteOrder::HighFirst }
 }
-
-/// 0x2000 to `/NrOfPhases`.
-pub const NR_OF_PHASES_MAP: EnumMap = EnumMap {
-    entries: &[
-        EnumEntry { raw: 0, code: 1, text: "" },
-        EnumEntry { raw: 1, code: 1, text: "" },
-        EnumEntry { raw: 2, code: 1, text: "" },
-        EnumEntry { raw: 3, code: 3, text: "" },
-        EnumEntry { raw: 4, code: 2, text: "" },
-    ],
-    unmapped: Unmapped::Invalid,
-    publish: EnumPublish::Int,
-};
 
 /// 0x303B to `/PhaseSequence`.
 pub const PHASE_SEQUENCE_MAP: EnumMap = EnumMap {
@@ -202,7 +193,8 @@ const COMMON: [RegisterDef; 37] = [
         .paths(&["/Capabilities/HasUdpSnapshots"]),
     // Configuration the meter dictates, every second (a change of phase
     // configuration or role re-creates the service).
-    reg("phase_config", PHASE_CONFIG_REGISTER, RegisterType::Enum(NR_OF_PHASES_MAP)).paths(&["/NrOfPhases"]),
+    // Raw: the host derives `/NrOfPhases` and the per-phase paths from it.
+    reg("phase_config", PHASE_CONFIG_REGISTER, RegisterType::U16),
     reg("role", ROLE_REGISTER, RegisterType::U16),
     reg("custom_name", 0x2002, text(32)).paths(&["/CustomName"]),
     reg("position", POSITION_REGISTER, RegisterType::U16),
@@ -501,9 +493,13 @@ mod tests {
         assert_eq!(rot.decode(&[0x0000]), Value::Invalid);
         assert_eq!(rot.decode(&[0x0001]), Value::Int(0));
         assert_eq!(rot.decode(&[0x0007]), Value::Int(2));
-        assert_eq!(reg_of(p, "/NrOfPhases").decode(&[3]), Value::Int(3));
-        assert_eq!(reg_of(p, "/NrOfPhases").decode(&[4]), Value::Int(2));
-        assert_eq!(reg_of(p, "/NrOfPhases").decode(&[9]), Value::Invalid);
+        // 0x2000 stays raw (0/1/2 must stay apart); `/NrOfPhases` is its phase count.
+        let (_, config) = p.register_at(RegisterBank::Holding, PHASE_CONFIG_REGISTER).unwrap();
+        assert!(config.paths.is_empty());
+        assert!(p.register_for_path("/NrOfPhases").is_none());
+        assert_eq!(config.decode(&[1]), Value::Float(1.0));
+        assert_eq!(config.decode(&[2]), Value::Float(2.0));
+        assert_eq!([0, 1, 2, 3, 4, 9].map(|raw| phases(raw).count()), [1, 1, 1, 3, 2, 3]);
         assert_eq!(reg_of(p, "/Capabilities/HasUdpSnapshots").decode(&[0x0400]), Value::Int(1));
         assert_eq!(reg_of(p, "/Capabilities/HasUdpSnapshots").decode(&[0xFBFF]), Value::Int(0));
         // Serial and a 64-byte custom name.

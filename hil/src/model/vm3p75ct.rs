@@ -4,7 +4,7 @@
 //! 0x1000..=0x100B (product id 0xA1B1, serial text, firmware bytes
 //! `[_, major, minor, build]` = v1.09 release, hardware version), settings at
 //! 0x2000..=0x2025 (phase configuration 3 = three phase, role 0 = grid,
-//! custom name 32 registers UTF-8, position, N2K system instance,
+//! custom name 32 registers UTF-8, position 0 (settable 0..2), N2K system instance,
 //! capabilities with the UDP-snapshot bit 0x0400) and measurements at
 //! 0x3032..=0x308B (totals, then per phase n voltage 0x3040 + 8(n-1), current
 //! 0x3041 + 8(n-1), energies, line-to-line voltage, power factor, and power
@@ -147,6 +147,7 @@ pub struct Vm3p75ct {
     reverse_kwh: [f64; 3],
     phase_config: u16,
     role: u16,
+    position: u16,
     serial: String,
     description: String,
     system_instance: u8,
@@ -170,6 +171,7 @@ impl Vm3p75ct {
             reverse_kwh: [12.5, 9.75, 4.0],
             phase_config: 3,
             role: 0,
+            position: 0,
             serial: "HQ2250ABCDE".to_string(),
             description: String::new(),
             system_instance: 0,
@@ -382,7 +384,7 @@ impl Device for Vm3p75ct {
             "hardware_version" => 2.0,
             "phase_config" => f64::from(self.phase_config),
             "role" => f64::from(self.role),
-            "position" => 0.0,
+            "position" => f64::from(self.position),
             "n2k_system_instance" => f64::from(self.system_instance),
             "capabilities" => f64::from(0x0400u32),
             "frequency" => self.frequency_hz,
@@ -429,6 +431,7 @@ impl Device for Vm3p75ct {
             "serial" => return Err("serial: at most 16 ASCII characters".to_string()),
             "phase_config" => self.phase_config = small(value, 4)?,
             "role" => self.role = small(value, 7)?,
+            "position" => self.position = small(value, 2)?,
             "vreg_fail" => self.vreg_fail = on_off(value)?,
             _ => return Err(format!("vm3p75ct has no setting {name:?} (try: {})", self.settable())),
         }
@@ -443,7 +446,7 @@ impl Device for Vm3p75ct {
 
     fn settable(&self) -> &'static str {
         "power W|auto (total, split over 3 phases), voltage V|auto, description TEXT, serial TEXT, \
-         phase_config 0..4, role 0..7, vreg_fail on|off"
+         phase_config 0..4, role 0..7, position 0..2, vreg_fail on|off"
     }
 }
 

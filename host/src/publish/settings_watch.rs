@@ -73,6 +73,14 @@ pub fn classify(profile: &Profile, name: &str, value: &ItemValue, current: &Publ
                 return SettingChange::None;
             };
             let Some(role) = Role::from_name(class) else { return SettingChange::None };
+            if profile.device_settings.role.is_some() {
+                // The device dictates its role (the class follows it): only the instance is the user's.
+                return if instance == current.instance {
+                    SettingChange::None
+                } else {
+                    SettingChange::Reregister
+                };
+            }
             if !profile.allows_role(role) && role != profile.default_role {
                 log::warn!("{}: role {class} not allowed; ignored", profile.name);
                 return SettingChange::None;
@@ -103,7 +111,7 @@ pub(super) enum Registered {
 }
 
 /// The ident of a device service name (`com.victronenergy.grid.eastron_1` → `eastron_1`).
-fn ident_of(service_name: &str) -> String {
+pub(super) fn ident_of(service_name: &str) -> String {
     service_name.rsplit('.').next().unwrap_or_default().to_string()
 }
 
@@ -119,6 +127,8 @@ pub(super) fn registered(
 ) {
     let mut s = lock(slot);
     s.registering = false;
+    s.dictated = super::dictated::key(snapshot.profile, &snapshot.values);
+    s.snapshot = Some(snapshot.clone());
     let ident = match outcome {
         // Disabled while it was registering: dropping the service closes its connection.
         Registered::Service(service) if s.disabled => {
@@ -273,15 +283,15 @@ impl Watch {
         true
     }
 
-    async fn reregister(&self, slot: &SharedSlot) {
+    pub(super) async fn reregister(&self, slot: &SharedSlot) {
         if !self.take_down(slot, "settings changed", true).await {
             return;
         }
         loop {
-            let snapshot = self.snapshot.clone();
-            match register(&self.config, snapshot, self.commands.clone(), self.device_index).await {
+            let snapshot = lock(slot).snapshot.clone().unwrap_or_else(|| self.snapshot.clone());
+            match register(&self.config, snapshot.clone(), self.commands.clone(), self.device_index).await {
                 Ok(outcome) => {
-                    let (snapshot, commands) = (self.snapshot.clone(), self.commands.clone());
+                    let commands = self.commands.clone();
                     registered(&self.config, slot, outcome, snapshot, commands, self.device_index);
                     return;
                 }
@@ -359,6 +369,15 @@ mod tests {
             classify(p, "ClassAndVrmInstance", &text("pvinverter:21"), &now),
             SettingChange::Reregister
         );
+    }
+
+    #[test]
+    fn a_dictated_role_leaves_only_the_instance_to_settings() {
+        let p = &dmc_core::profile::victron_em::VM_3P75CT;
+        let now = published("pvinverter", 40);
+        assert_eq!(classify(p, "ClassAndVrmInstance", &text("pvinverter:40"), &now), SettingChange::None);
+        assert_eq!(classify(p, "ClassAndVrmInstance", &text("grid:40"), &now), SettingChange::None);
+        assert_eq!(classify(p, "ClassAndVrmInstance", &text("grid:41"), &now), SettingChange::Reregister);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod daemon;
 pub mod recorder;
 pub mod services;
+pub mod settings_rig;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
