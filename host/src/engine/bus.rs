@@ -35,6 +35,8 @@ use super::shared::SharedBus;
 use crate::link::{Link, LinkError, SerialLink, TcpLink, UdpLink};
 use crate::spec::{DeviceSpec, Method};
 
+mod scan;
+
 /// Devices one bus can hold (Modbus serial allows 247; a GX bus has a handful).
 pub const MAX_DEVICES: usize = 16;
 /// Read blocks over all devices of one bus.
@@ -216,6 +218,8 @@ pub struct Bus {
     words: Vec<u16>,
     /// Statistics out, enable flags and scan requests in (the control service).
     shared: std::sync::Arc<SharedBus>,
+    /// A unit scan under way ([`scan`]).
+    scan: Option<scan::UnitScan>,
 }
 
 impl Bus {
@@ -260,6 +264,7 @@ impl Bus {
             rx_buf: vec![0; 512],
             words: Vec::with_capacity(125),
             shared: SharedBus::new(n),
+            scan: None,
         };
         for i in 0..n {
             // Devices whose spec names the profile are planned right away.
@@ -362,9 +367,11 @@ impl Bus {
             s.store_stats(&d.stats);
             s.identified.store(d.profile.is_some(), std::sync::atomic::Ordering::Relaxed);
         }
-        if self.shared.scan_requested.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if self.shared.scan_requested.load(std::sync::atomic::Ordering::Relaxed) {
             let now = self.clock.now();
             self.devices.iter_mut().for_each(|d| d.retry_now(now));
+            self.start_unit_scan();
+            self.shared.scan_requested.store(false, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -429,6 +436,9 @@ impl Bus {
             self.serve_command(cmd, observer).await;
             return;
         }
+        if self.scan_turn() && self.scan_step(observer).await {
+            return;
+        }
         let now = self.clock.now();
         if let Some(i) = self.probe_candidate(now) {
             self.probe(i, observer).await;
@@ -444,6 +454,9 @@ impl Bus {
                     self.read_block(i, device, block, observer).await;
                 }
             }
+            // Time the line would stand idle goes to a scan under way.
+            Next::Wait { until } if self.scan_fits(until) && self.scan_step(observer).await => {}
+            Next::Idle if self.scan_step(observer).await => {}
             Next::Wait { until } => self.sleep_until(Some(until)).await,
             Next::Idle => self.sleep_until(None).await,
         }
