@@ -266,7 +266,11 @@ impl ControlService {
                 ItemValue::Bool(true) => self.start_scan(),
                 _ => {
                     let mut state = self.lock();
-                    state.buses.iter().for_each(|b| b.scan_cancel.store(true, Ordering::Relaxed));
+                    for b in &state.buses {
+                        // A request not taken up yet must not start a scan after this.
+                        b.scan_requested.store(false, Ordering::Relaxed);
+                        b.scan_cancel.store(true, Ordering::Relaxed);
+                    }
                     state.scan = None;
                 }
             }

@@ -108,3 +108,45 @@ fn scan_finds_publishes_and_saves_new_devices_while_the_meter_is_polled() {
     });
     assert!(shown.is_some(), "/Devices/{ident} on the control service");
 }
+
+#[test]
+fn scan_set_to_false_stops_the_unit_walk() {
+    let Some(bus) = PrivateBus::start() else { return };
+    let bg = Background::start();
+    // The inverter sits at the end of the range: a stopped scan never gets there.
+    let units = [(2, DeviceKind::Sdm230), (40, DeviceKind::GrowattMin)];
+    let sim = SimHandle::spawn_pty(SimConfig::with_units(&units)).expect("simulator");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _standin = common::start_standin(&bus, &bg, dir.path().join("settings.txt"));
+    let devices = vec![DeviceSpec::parse(&format!("rtu:{}:9600:2", sim.path().display())).expect("spec")];
+    let _daemon = DaemonRun::start(
+        &bg,
+        DaemonOptions { bus: bus.bus(), devices, scan_units: Some((1, 40)), ..DaemonOptions::default() },
+    );
+    wait_for(&bus, METER, WITHIN).expect("meter service");
+    wait_for(&bus, CONTROL, WITHIN).expect("control service");
+
+    assert!(call(&bus, CONTROL, "/Scan", "SetValue", Some("variant:boolean:true")).contains("int32 0"));
+    let running = wait_until(WITHIN, || {
+        let items = get_items(&bg, &bus, CONTROL);
+        (text(&items, "/Scan") == "True" && text(&items, "/ScanProgress").ends_with('%')).then_some(())
+    });
+    assert!(running.is_some(), "the scan runs and shows its progress");
+    assert!(call(&bus, CONTROL, "/Scan", "SetValue", Some("variant:boolean:false")).contains("int32 0"));
+    // The written false shows at once; the progress goes invalid at the next refresh.
+    let stopped = wait_until(WITHIN, || {
+        let items = get_items(&bg, &bus, CONTROL);
+        let idle = common::services::signature(&items, "/ScanProgress") == "ai";
+        (text(&items, "/Scan") == "False" && idle).then_some(())
+    });
+    assert!(stopped.is_some(), "/Scan false and /ScanProgress invalid after the stop");
+    // Probes of absent units show in the simulator as frames for another unit: none after the
+    // stop, while the bus goes on reading the meter.
+    let probes = sim.stats().bus.other_unit;
+    assert!(probes > 0, "the scan asked absent units");
+    let meter = requests(&sim, 2);
+    assert!(wait_until(WITHIN, || (requests(&sim, 2) > meter + 20).then_some(())).is_some(), "meter polled");
+    assert_eq!(sim.stats().bus.other_unit, probes, "absent units still asked after the stop");
+    assert_eq!(requests(&sim, 40), 0, "the stopped scan went on to unit 40");
+    assert!(!names(&bus).iter().any(|n| n.starts_with(INVERTER)));
+}
