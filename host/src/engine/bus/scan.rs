@@ -59,7 +59,8 @@ impl Bus {
         });
     }
 
-    /// Whether this pass is the scan's: a scan runs and polling had a transaction since its last.
+    /// Whether this pass is the scan's: a scan runs and polling has had its share of the line
+    /// since the last probe (a `/Scan` = false is taken up here).
     pub(super) fn scan_turn(&mut self) -> bool {
         if self.shared.scan_cancel.swap(false, Ordering::Relaxed) && self.scan.is_some() {
             log::info!("{}: scan stopped", self.config.name());
