@@ -3,10 +3,14 @@
 //! It has no `/DeviceInstance`, so DbusMonitor-based consumers ignore it. Paths:
 //!
 //! * `/Scan` (`b`, writable): `true` re-probes every configured device that has not been found
-//!   (without waiting for its back-off); it returns to `false` when each of them has been tried
-//!   once. `false` ends the scan early. Unlike upstream's network scan it does not look for new
-//!   units or hosts: the device list comes from `-F`, the settings, or `-s` defaults.
-//! * `/ScanProgress` (`d` 0..100, text `N%`, invalid when idle).
+//!   (without waiting for its back-off) and, on a serial bus, asks every unit of the scan range
+//!   (`--scan-units`, default 1-247) that no device uses with every profile's identification,
+//!   between the reads of the running devices. A device found joins the running bus, is published
+//!   like any other and is added to `/Settings/ModbusClient/<name>/Devices`. `/Scan` returns to
+//!   `false` when all of that is done; `false` ends the scan early. Network buses are not
+//!   scanned for new hosts (upstream's subnet scan is not implemented).
+//! * `/ScanProgress` (`d` 0..100, text `N%`, invalid when idle): units asked plus configured
+//!   devices tried, of all there are to ask.
 //! * per published device `/Devices/<ident>/{Enabled,Serial,Name}`: `Enabled` (`i`, writable 0..1)
 //!   is stored in `/Settings/Devices/<ident>/Enabled`, whose change the device's settings watcher
 //!   applies (0: service removed, device no longer polled); without a settings service the bus
@@ -54,27 +58,47 @@ struct DeviceEntry {
     shown: bool,
 }
 
-/// A scan under way: for each device not identified when it began, its probe count then.
+/// A scan under way: for each device not identified when it began, its probe count then, and
+/// the buses walking their unit range.
 struct Scan {
     pending: Vec<(Arc<SharedBus>, usize, u64)>,
+    buses: Vec<Arc<SharedBus>>,
 }
 
 impl Scan {
-    /// Percent of the devices that were tried (or found) since the scan began.
-    fn progress(&self) -> f64 {
-        if self.pending.is_empty() {
-            return 100.0;
+    /// Percent of the devices tried (or found) and units asked since the scan began, and
+    /// whether everything is done.
+    fn progress(&self) -> (f64, bool) {
+        let (mut done, mut total) = (self.tried(), self.pending.len());
+        let mut busy = done < total;
+        for bus in &self.buses {
+            busy |= bus.scan_busy();
+            if bus.scan_requested.load(Ordering::Relaxed) {
+                // Not taken up by the bus yet: its size is unknown.
+                total += 1;
+            } else {
+                let units = bus.scan_total.load(Ordering::Relaxed) as usize;
+                total += units;
+                done += (bus.scan_asked.load(Ordering::Relaxed) as usize).min(units);
+            }
         }
-        let done = self
-            .pending
+        if !busy {
+            return (100.0, true);
+        }
+        // 100 % only once done: a stopped unit scan leaves units unasked.
+        (if total == 0 { 0.0 } else { (100.0 * done as f64 / total as f64).min(99.0) }, false)
+    }
+
+    /// Pending devices tried (or found) since the scan began.
+    fn tried(&self) -> usize {
+        self.pending
             .iter()
             .filter(|(bus, i, probes)| {
                 bus.devices.get(*i).is_none_or(|d| {
                     d.identified.load(Ordering::Relaxed) || d.probes.load(Ordering::Relaxed) > *probes
                 })
             })
-            .count();
-        100.0 * done as f64 / self.pending.len() as f64
+            .count()
     }
 }
 
@@ -88,6 +112,8 @@ struct State {
 /// The control service and what it shows.
 pub struct ControlService {
     name: String,
+    /// `/Settings/ModbusClient/<name>/Devices`, where devices found by a scan are added.
+    devices_setting: String,
     settings: Option<SettingsClient>,
     state: Mutex<State>,
 }
@@ -95,7 +121,12 @@ pub struct ControlService {
 impl ControlService {
     /// The service for client `client_name` (`tcp`, `ttyUSB0`).
     pub fn new(client_name: &str, settings: Option<SettingsClient>) -> Arc<ControlService> {
-        Arc::new(ControlService { name: service_name(client_name), settings, state: Mutex::default() })
+        Arc::new(ControlService {
+            name: service_name(client_name),
+            devices_setting: format!("/Settings/ModbusClient/{client_name}/Devices"),
+            settings,
+            state: Mutex::default(),
+        })
     }
 
     /// The bus name.
@@ -152,6 +183,7 @@ impl ControlService {
         spawner.spawn(self.clone().serve(owner_rx)).detach();
         loop {
             self.refresh(&service);
+            self.save_found().await;
             if let Err(e) = service.flush().await {
                 log::warn!("{}: ItemsChanged not sent: {e}", self.name);
             }
@@ -208,9 +240,9 @@ impl ControlService {
             }
         }
         if let Some(scan) = &state.scan {
-            let progress = scan.progress();
+            let (progress, done) = scan.progress();
             let _ = service.set("/ScanProgress", progress, format!("{progress:.0}%"));
-            if progress >= 100.0 {
+            if done {
                 state.scan = None;
                 log::info!("{}: scan done", self.name);
             }
@@ -232,7 +264,15 @@ impl ControlService {
         if path == "/Scan" {
             match value {
                 ItemValue::Bool(true) => self.start_scan(),
-                _ => self.lock().scan = None,
+                _ => {
+                    let mut state = self.lock();
+                    for b in &state.buses {
+                        // A request not taken up yet must not start a scan after this.
+                        b.scan_requested.store(false, Ordering::Relaxed);
+                        b.scan_cancel.store(true, Ordering::Relaxed);
+                    }
+                    state.scan = None;
+                }
             }
             return true;
         }
@@ -255,16 +295,60 @@ impl ControlService {
         let mut state = self.lock();
         let mut pending = Vec::new();
         for bus in &state.buses {
-            for (i, d) in bus.devices.iter().enumerate() {
+            for (i, d) in bus.devices.iter().enumerate().take(bus.live()) {
                 if d.is_enabled() && !d.identified.load(Ordering::Relaxed) {
                     pending.push((bus.clone(), i, d.probes.load(Ordering::Relaxed)));
                 }
             }
             bus.scan_requested.store(true, Ordering::Relaxed);
         }
-        log::info!("{}: scan of {} device(s) not found yet", self.name, pending.len());
-        state.scan = Some(Scan { pending });
+        log::info!("{}: scan of {} device(s) not found yet and of free units", self.name, pending.len());
+        let buses = state.buses.clone();
+        state.scan = Some(Scan { pending, buses });
     }
+
+    /// Adds the devices scans found to the settings' device list, so they are used after a
+    /// restart as well.
+    async fn save_found(&self) {
+        let found: Vec<String> = {
+            let state = self.lock();
+            state.buses.iter().flat_map(|b| b.take_found()).map(|s| s.without_profile().to_string()).collect()
+        };
+        if found.is_empty() {
+            return;
+        }
+        let Some(client) = &self.settings else {
+            log::info!("{}: found {} (no settings service to save them in)", self.name, found.join(","));
+            return;
+        };
+        let saved = match client.get_value(&self.devices_setting).await {
+            Ok(ItemValue::Text(t)) => t,
+            Ok(_) => String::new(),
+            Err(e) => {
+                log::warn!("{}: reading {}: {e}; found devices not saved", self.name, self.devices_setting);
+                return;
+            }
+        };
+        let list = merged_device_list(&saved, &found);
+        match client.set_value(&self.devices_setting, &ItemValue::Text(list.clone())).await {
+            Ok(0) => log::info!("{}: device list now {list}", self.name),
+            Ok(code) => log::warn!("{}: saving the device list refused ({code})", self.name),
+            Err(e) => log::warn!("{}: saving the device list: {e}", self.name),
+        }
+    }
+}
+
+/// The comma-separated device list `saved` with `found` added: sorted, each entry once.
+fn merged_device_list(saved: &str, found: &[String]) -> String {
+    let mut list: Vec<&str> = saved
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .chain(found.iter().map(String::as_str))
+        .collect();
+    list.sort_unstable();
+    list.dedup();
+    list.join(",")
 }
 
 /// `/Devices/<ident>/Stats/*`: counts as `i` (`x` beyond 32 bits), latency as `d` in ms.
@@ -302,13 +386,37 @@ mod tests {
     #[test]
     fn scan_progress_counts_devices_tried_since_it_began() {
         let bus = SharedBus::new(3);
-        let scan = Scan { pending: vec![(bus.clone(), 0, 0), (bus.clone(), 1, 4)] };
-        assert_eq!(scan.progress(), 0.0);
+        let scan = Scan { pending: vec![(bus.clone(), 0, 0), (bus.clone(), 1, 4)], buses: Vec::new() };
+        assert_eq!(scan.progress(), (0.0, false));
         bus.devices[0].probes.store(1, Ordering::Relaxed);
-        assert_eq!(scan.progress(), 50.0);
+        assert_eq!(scan.progress(), (50.0, false));
         bus.devices[1].identified.store(true, Ordering::Relaxed);
-        assert_eq!(scan.progress(), 100.0);
-        assert_eq!(Scan { pending: Vec::new() }.progress(), 100.0);
+        assert_eq!(scan.progress(), (100.0, true));
+        assert_eq!(Scan { pending: Vec::new(), buses: Vec::new() }.progress(), (100.0, true));
+    }
+
+    #[test]
+    fn scan_progress_counts_units_asked() {
+        let bus = SharedBus::new(1);
+        bus.scan_requested.store(true, Ordering::Relaxed);
+        let scan = Scan { pending: Vec::new(), buses: vec![bus.clone()] };
+        assert_eq!(scan.progress(), (0.0, false), "not taken up yet");
+        bus.scan_total.store(4, Ordering::Relaxed);
+        bus.scan_running.store(true, Ordering::Relaxed);
+        bus.scan_requested.store(false, Ordering::Relaxed);
+        bus.scan_asked.store(1, Ordering::Relaxed);
+        assert_eq!(scan.progress(), (25.0, false));
+        bus.scan_asked.store(4, Ordering::Relaxed);
+        assert_eq!(scan.progress(), (99.0, false), "100 % only once the bus says it is done");
+        bus.scan_running.store(false, Ordering::Relaxed);
+        assert_eq!(scan.progress(), (100.0, true));
+    }
+
+    #[test]
+    fn found_devices_join_the_saved_list_once() {
+        let found = vec!["rtu:ttyUSB0:9600:1".to_string(), "rtu:ttyUSB0:9600:2".to_string()];
+        assert_eq!(merged_device_list("rtu:ttyUSB0:9600:2", &found), "rtu:ttyUSB0:9600:1,rtu:ttyUSB0:9600:2");
+        assert_eq!(merged_device_list("", &found[..1]), "rtu:ttyUSB0:9600:1");
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct DaemonOptions {
     pub no_watchdog: bool,
     /// `-f`: scan units 1..247 on the serial port at every rate before starting.
     pub force_scan: bool,
+    /// Units a scan (`-f`, the control service's `/Scan`) asks; `None`: 1-247.
+    pub scan_units: Option<(u8, u8)>,
     /// Dynamic generation and `/Ac/PowerLimit` tunables.
     pub dyngen: crate::dyngen::DynGenOptions,
 }
@@ -251,8 +253,9 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
             Some(port) => {
                 let rates = if options.rates.is_empty() { vec![9600] } else { options.rates.clone() };
                 for rate in rates {
-                    log::info!("scanning {port} at {rate} baud, units 1-247");
-                    match crate::probe::scan_units(port, rate, options.ascii, 1, 247, false).await {
+                    let (first, last) = options.scan_units.unwrap_or((1, 247));
+                    log::info!("scanning {port} at {rate} baud, units {first}-{last}");
+                    match crate::probe::scan_units(port, rate, options.ascii, first, last, false).await {
                         Ok(found) => {
                             for spec in found {
                                 if !devices
@@ -329,6 +332,9 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
                 return 2;
             }
         };
+        if let Some((first, last)) = options.scan_units {
+            bus.shared().set_scan_units(first, last);
+        }
         control.add_bus(bus.shared());
         let mut publisher =
             Publisher::new(config.clone(), bus.commands(), bus.devices.len()).with_bus_state(bus.shared());

@@ -36,6 +36,9 @@ struct Cli {
     /// Scan units 1..247 on the serial port (at every -r rate) at start.
     #[arg(short = 'f', long = "force-scan")]
     force_scan: bool,
+    /// Units a scan asks (-f, and /Scan on the control service).
+    #[arg(long, value_name = "A-B", value_parser = parse_units)]
+    scan_units: Option<(u8, u8)>,
     /// Devices to use, method:target:rate_or_port:unit[:profile], comma separated.
     #[arg(short = 'F', long = "force-devices", value_name = "SPEC[,SPEC...]", value_parser = parse_spec_list)]
     force_devices: Vec<Vec<DeviceSpec>>,
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
                 properties_changed: cli.properties_changed,
                 fastest_period_ms: cli.fastest_period_ms,
                 force_scan: cli.force_scan,
+                scan_units: cli.scan_units,
                 ..DaemonOptions::default()
             };
             let code = daemon::run(options, stop_flag());

@@ -39,8 +39,12 @@ fn control_service_paths_enabled_and_scan() {
         .iter()
         .map(|u| DeviceSpec::parse(&format!("rtu:{}:9600:{u}", sim.path().display())).expect("spec"))
         .collect();
-    let _daemon =
-        DaemonRun::start(&bg, DaemonOptions { bus: bus.bus(), devices, ..DaemonOptions::default() });
+    // A scan also asks the free units of this range (3 and 4, silent here).
+    let scan_units = Some((2, 5));
+    let _daemon = DaemonRun::start(
+        &bg,
+        DaemonOptions { bus: bus.bus(), devices, scan_units, ..DaemonOptions::default() },
+    );
 
     let grid = wait_for(&bus, "com.victronenergy.grid.eastron_", WITHIN).expect("grid service");
     let ident = grid.rsplit('.').next().unwrap_or_default().to_string();
@@ -90,7 +94,7 @@ fn control_service_paths_enabled_and_scan() {
     let floor = settled.unwrap_or(0);
     assert!(wait_until(WITHIN, || (requests(&sim, 2) > floor).then_some(())).is_some(), "polled again");
 
-    // /Scan: accepted, retries unit 5, and ends by itself.
+    // /Scan: accepted, retries unit 5, asks units 3 and 4, and ends by itself.
     assert!(call(&bus, CONTROL, "/Scan", "SetValue", Some("variant:boolean:true")).contains("int32 0"));
     let done = wait_until(WITHIN, || {
         let items = get_items(&bg, &bus, CONTROL);

@@ -36,6 +36,8 @@ use super::shared::SharedBus;
 use crate::link::{Link, LinkError, SerialLink, TcpLink, UdpLink};
 use crate::spec::{DeviceSpec, Method};
 
+mod scan;
+
 /// Devices one bus can hold (Modbus serial allows 247; a GX bus has a handful).
 pub const MAX_DEVICES: usize = 16;
 /// Read blocks over all devices of one bus.
@@ -241,6 +243,8 @@ pub struct Bus {
     shared: std::sync::Arc<SharedBus>,
     /// Every sleep of the loop (one timerfd, re-armed, not a timer per wait).
     timer: LineTimer,
+    /// A unit scan under way ([`scan`]).
+    scan: Option<scan::UnitScan>,
 }
 
 impl Bus {
@@ -286,6 +290,7 @@ impl Bus {
             words: Vec::with_capacity(125),
             shared: SharedBus::new(n),
             timer: LineTimer::new(),
+            scan: None,
         };
         for i in 0..n {
             // Devices whose spec names the profile are planned right away.
@@ -388,9 +393,11 @@ impl Bus {
             s.store_stats(&d.stats);
             s.identified.store(d.profile.is_some(), std::sync::atomic::Ordering::Relaxed);
         }
-        if self.shared.scan_requested.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if self.shared.scan_requested.load(std::sync::atomic::Ordering::Relaxed) {
             let now = self.clock.now();
             self.devices.iter_mut().for_each(|d| d.retry_now(now));
+            self.start_unit_scan();
+            self.shared.scan_requested.store(false, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -455,6 +462,9 @@ impl Bus {
             self.serve_command(cmd, observer).await;
             return;
         }
+        if self.scan_turn() && self.scan_step(observer).await {
+            return;
+        }
         let now = self.clock.now();
         if let Some(i) = self.probe_candidate(now) {
             self.probe(i, observer).await;
@@ -470,6 +480,9 @@ impl Bus {
                     self.read_block(i, device, block, observer).await;
                 }
             }
+            // Time the line would stand idle goes to a scan under way.
+            Next::Wait { until } if self.scan_fits(until) && self.scan_step(observer).await => {}
+            Next::Idle if self.scan_step(observer).await => {}
             Next::Wait { until } => self.sleep_until(Some(until)).await,
             Next::Idle => self.sleep_until(None).await,
         }

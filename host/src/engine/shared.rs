@@ -4,11 +4,16 @@
 //! and may disable a device or ask for a scan; the bus task owns its devices, so it copies
 //! their counters here after each pass and reads the requests from here. Plain atomics and
 //! short locks: the bus never waits on D-Bus.
+//!
+//! A bus can gain devices while it runs (a unit scan finds one), so the per-device entries are
+//! allocated for [`MAX_DEVICES`] up front and [`SharedBus::live`] says how many are in use.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::bus::MAX_DEVICES;
 use super::device::DeviceStats;
+use crate::spec::DeviceSpec;
 
 /// One device's shared state.
 #[derive(Debug)]
@@ -52,19 +57,73 @@ impl SharedDevice {
 /// A bus's shared state: one entry per device, in the bus's device order.
 #[derive(Debug)]
 pub struct SharedBus {
-    /// Per device.
+    /// Per device slot ([`MAX_DEVICES`] of them; the first [`live`](Self::live) are devices).
     pub devices: Vec<SharedDevice>,
-    /// Set by the control service's `/Scan`: re-probe every unidentified device now.
+    /// Devices the bus has now.
+    live: AtomicUsize,
+    /// Set by the control service's `/Scan`: re-probe every unidentified device now and, on a
+    /// serial bus, ask every unit of [`scan_units`](Self::scan_units) for a known device.
     pub scan_requested: AtomicBool,
+    /// Set by `/Scan` = false: end a unit scan under way.
+    pub scan_cancel: AtomicBool,
+    /// A unit scan is under way (set by the bus).
+    pub scan_running: AtomicBool,
+    /// Units the current unit scan has asked, of `scan_total`.
+    pub scan_asked: AtomicU32,
+    /// Units the current unit scan will ask.
+    pub scan_total: AtomicU32,
+    /// The unit range a scan walks (inclusive).
+    scan_units: Mutex<(u8, u8)>,
+    /// Devices a scan added, not yet saved in the settings (the control service takes them).
+    found: Mutex<Vec<DeviceSpec>>,
 }
 
 impl SharedBus {
     /// State for `n` devices, all enabled.
     pub fn new(n: usize) -> Arc<SharedBus> {
         Arc::new(SharedBus {
-            devices: (0..n).map(|_| SharedDevice::default()).collect(),
+            devices: (0..n.max(MAX_DEVICES)).map(|_| SharedDevice::default()).collect(),
+            live: AtomicUsize::new(n),
             scan_requested: AtomicBool::new(false),
+            scan_cancel: AtomicBool::new(false),
+            scan_running: AtomicBool::new(false),
+            scan_asked: AtomicU32::new(0),
+            scan_total: AtomicU32::new(0),
+            scan_units: Mutex::new((1, 247)),
+            found: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Devices on the bus now.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The bus gained a device (a scan found it): its entry becomes live and `spec` waits to
+    /// be saved.
+    pub(crate) fn device_added(&self, spec: DeviceSpec) {
+        self.live.fetch_add(1, Ordering::Relaxed);
+        lock(&self.found).push(spec);
+    }
+
+    /// Devices found by scans since the last call.
+    pub fn take_found(&self) -> Vec<DeviceSpec> {
+        std::mem::take(&mut *lock(&self.found))
+    }
+
+    /// The unit range scans walk (`1..=247` unless set).
+    pub fn scan_units(&self) -> (u8, u8) {
+        *lock(&self.scan_units)
+    }
+
+    /// Sets the unit range scans walk.
+    pub fn set_scan_units(&self, first: u8, last: u8) {
+        *lock(&self.scan_units) = (first, last);
+    }
+
+    /// A scan was asked for and not taken up yet, or a unit scan runs.
+    pub fn scan_busy(&self) -> bool {
+        self.scan_requested.load(Ordering::Relaxed) || self.scan_running.load(Ordering::Relaxed)
     }
 
     /// Whether device `i` is enabled (unknown devices are).
@@ -80,6 +139,10 @@ impl SharedBus {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +156,16 @@ mod tests {
         let stats = DeviceStats { requests: 3, ..DeviceStats::default() };
         shared.devices[0].store_stats(&stats);
         assert_eq!(shared.devices[0].stats().requests, 3);
+    }
+
+    #[test]
+    fn a_found_device_becomes_live_and_waits_to_be_saved() {
+        let shared = SharedBus::new(1);
+        assert_eq!((shared.live(), shared.devices.len()), (1, MAX_DEVICES));
+        let spec = DeviceSpec::parse("rtu:ttyUSB0:9600:3").expect("spec");
+        shared.device_added(spec.clone());
+        assert_eq!(shared.live(), 2);
+        assert_eq!(shared.take_found(), vec![spec]);
+        assert!(shared.take_found().is_empty());
     }
 }
