@@ -204,11 +204,12 @@ mod tests {
         });
         c.transactions.push(CapturedTransaction {
             unit: 9,
-            started_us: 50_000,
-            request: Chunk { t_us: 50_000, bytes: nine },
+            // After the bench's 50 ms receive gap following the first reply.
+            started_us: 100_000,
+            request: Chunk { t_us: 100_000, bytes: nine },
             received: vec![],
-            deadline_us: 150_000,
-            settled_us: 150_000,
+            deadline_us: 200_000,
+            settled_us: 200_000,
             outcome: "timeout".to_string(),
         });
         let path = std::env::temp_dir().join(format!("dmc-hil-capture-test-{}.bin", std::process::id()));
