@@ -7,8 +7,18 @@ use std::process::Command;
 
 use dmc_hil::{SimConfig, SimHandle};
 
+/// The tests here run one at a time: `TTYPort::pair` opens the pty without close-on-exec and
+/// the simulator closes that gap right after, so a process spawned by a parallel test in that
+/// instant could inherit another test's pty master and keep it alive.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn spawned_processes_do_not_inherit_the_pty() {
+    let _one = serial();
     let sim = SimHandle::spawn_pty(SimConfig::default()).expect("pty");
     let out = Command::new("sh").args(["-c", "ls -l /proc/$$/fd"]).output().expect("sh runs");
     let fds = String::from_utf8_lossy(&out.stdout);
@@ -19,6 +29,7 @@ fn spawned_processes_do_not_inherit_the_pty() {
 
 #[test]
 fn a_stopped_simulator_leaves_its_client_a_dead_port() {
+    let _one = serial();
     let sim = SimHandle::spawn_pty(SimConfig::default()).expect("pty");
     let mut client =
         std::fs::OpenOptions::new().read(true).write(true).open(sim.path()).expect("open the client side");
