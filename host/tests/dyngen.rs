@@ -111,6 +111,26 @@ impl Client {
         }
     }
 
+    /// The bus daemon's (active connections, match rules) from its Debug.Stats interface.
+    fn bus_stats(&self, bg: &Background) -> (u32, u32) {
+        let conn = self.conn.clone();
+        bg.block_on(async move {
+            let reply = conn
+                .call_method(
+                    Some("org.freedesktop.DBus"),
+                    "/org/freedesktop/DBus",
+                    Some("org.freedesktop.DBus.Debug.Stats"),
+                    "GetStats",
+                    &(),
+                )
+                .await
+                .expect("GetStats");
+            let stats: HashMap<String, OwnedValue> = reply.body().deserialize().expect("a{sv}");
+            let count = |key: &str| stats.get(key).and_then(|v| u32::try_from(v).ok()).expect(key);
+            (count("ActiveConnections"), count("MatchRules"))
+        })
+    }
+
     fn number(&self, bg: &Background, service: &str, path: &str) -> Option<f64> {
         match self.get(bg, service, path)? {
             ItemValue::Double(d) => Some(d),
@@ -399,6 +419,66 @@ fn watcher_follows_services_coming_going_and_invalid_values() {
     drop(grid);
     expect_status(&client, &bg, &pv, "Fail-safe: grid meter");
 
+    drop(site);
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(async_io::block_on(daemon), 0);
+    drop(standin);
+}
+
+#[test]
+fn the_bus_is_watched_only_while_dynamic_generation_is_on() {
+    let Some(bus) = PrivateBus::start() else { return };
+    let bg = Background::start();
+    let sim =
+        SimHandle::spawn_pty(SimConfig::with_units(&[(1, dmc_hil::DeviceKind::GrowattMin)])).expect("sim");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("settings.txt");
+    seed_settings(&file, &[("/Settings/DynamicGeneration/Enabled", "i", "0")]);
+    let standin = common::start_standin(&bus, &bg, file);
+    let site = FakeSite::start(&bg, &bus, 95.0);
+    let grid = fake_grid(&bg, &bus, 400.0);
+    let (stop, daemon) = start_daemon(&bg, &bus, &sim, &[1], DynGenOptions::default());
+    let client = Client::new(&bg, &bus);
+    let pv = find(&client, &bg, "com.victronenergy.pvinverter.growatt_").expect("pv service");
+    let enable = |on: i32| {
+        let path = "/Settings/DynamicGeneration/Enabled";
+        assert_eq!(client.set(&bg, "com.victronenergy.settings", path, ItemValue::Int(on)), 0);
+    };
+    // Off: no connection and no match rule of the watcher. The counts are
+    // taken once they hold still (the services above finish starting).
+    expect_status(&client, &bg, &pv, "Disabled");
+    let mut off = client.bus_stats(&bg);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = client.bus_stats(&bg);
+            std::mem::replace(&mut off, now) == now
+        }),
+        "bus counts never settled"
+    );
+
+    let mut reading = 400.0;
+    for round in 0..2 {
+        // On: the watcher connects, subscribes and reads the meter; the controller tracks.
+        enable(1);
+        feed_until_tracking(&client, &bg, &pv, &grid, &mut reading);
+        let on = client.bus_stats(&bg);
+        assert_eq!(on.0, off.0 + 1, "round {round}: one more connection while on");
+        assert!(
+            on.1 >= off.1 + 2,
+            "round {round}: NameOwnerChanged and per-service rules: {on:?} vs {off:?}"
+        );
+        // Off again: its connection closes and its match rules go with it.
+        enable(0);
+        expect_status(&client, &bg, &pv, "Disabled");
+        assert!(
+            wait_until(Duration::from_secs(30), || client.bus_stats(&bg) == off),
+            "round {round}: {:?} after switching off, {off:?} before",
+            client.bus_stats(&bg)
+        );
+    }
+
+    drop(grid);
     drop(site);
     stop.store(true, Ordering::Relaxed);
     assert_eq!(async_io::block_on(daemon), 0);

@@ -44,6 +44,35 @@ pub struct BusConnection {
     pub(crate) _ticker: async_executor::Task<()>,
 }
 
+/// The longest [`BusConnection::close`] waits for zbus' tasks on the connection to end.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl BusConnection {
+    /// Closes the connection for good and waits (at most a few seconds)
+    /// until zbus' own tasks on it have ended, then drops it.
+    ///
+    /// Why not just drop it: a dropped match-rule stream queues a
+    /// `RemoveMatch` task on the connection's executor, and that task holds
+    /// the connection. Only our ticker runs that executor, so dropping the
+    /// ticker first would keep the task, and with it the whole connection
+    /// (socket, buffers, match rules in the bus daemon), alive for ever.
+    /// Closing the socket makes such tasks fail at once (the bus daemon
+    /// drops the connection's match rules with it) and ends the reader.
+    pub async fn close(self) {
+        let conn = self.conn.clone();
+        if let Err(e) = self.conn.clone().close().await {
+            log::debug!("closing a D-Bus connection: {e}");
+        }
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        while !conn.executor().is_empty() && std::time::Instant::now() < deadline {
+            async_io::Timer::after(std::time::Duration::from_millis(10)).await;
+        }
+        if !conn.executor().is_empty() {
+            log::warn!("a closed D-Bus connection still has tasks after {CLOSE_WAIT:?}");
+        }
+    }
+}
+
 /// Opens a new private connection on `bus`, driven by `spawner`.
 pub async fn connect(bus: &BusChoice, spawner: &Spawner) -> zbus::Result<BusConnection> {
     let builder = match bus.resolve() {

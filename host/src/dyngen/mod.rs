@@ -115,6 +115,16 @@ struct State {
 /// may still be being identified; the fail-safe limit would only curtail
 /// needlessly).
 const STARTUP_GRACE: Duration = Duration::from_secs(10);
+/// How often a watcher that could not start is tried again.
+const WATCH_RETRY: Duration = Duration::from_secs(10);
+
+/// The watcher of the other services and the connection it runs on (closed
+/// with [`crate::dbus::BusConnection::close`] once [`Watcher::stop`] has
+/// cancelled the watcher's tasks).
+struct Watching {
+    watcher: Watcher,
+    _connection: crate::dbus::BusConnection,
+}
 
 struct Shared {
     options: DynGenOptions,
@@ -212,21 +222,8 @@ impl DynGen {
         if let Some(client) = &settings {
             self.load_settings(client, &spawner).await;
         }
-        let grid_update = self.shared.wake.clone();
-        // Held for as long as the loop runs: dropping it stops the watcher's connection.
-        let mut _connection = None;
-        let watcher = match crate::dbus::connect(&bus, &spawner).await {
-            Ok(conn) => {
-                let started =
-                    Watcher::start(conn.conn.clone(), spawner.clone(), self.shared.clock, grid_update).await;
-                _connection = Some(conn);
-                started.map_err(|e| log::error!("dynamic generation: watching the bus failed: {e}")).ok()
-            }
-            Err(e) => {
-                log::error!("dynamic generation: cannot connect to D-Bus: {e}");
-                None
-            }
-        };
+        let mut watching: Option<Watching> = None;
+        let mut next_attempt: Option<Instant> = None;
         let mut controller = Controller::new(Config::DEFAULT);
         let mut arbiter = Arbiter::default();
         let mut fork_written: Option<Instant> = None;
@@ -241,11 +238,47 @@ impl DynGen {
                 },
             )
             .await;
-            let site = watcher.as_ref().map(Watcher::readings).unwrap_or_default();
+            // The other services are watched only while dynamic generation is
+            // on: every grid meter update (ours included, several a second)
+            // would otherwise wake this daemon twice for nothing.
+            let wanted = self.state().settings.enabled || self.shared.options.fork_law;
+            let now = self.shared.clock.now();
+            if wanted && watching.is_none() && next_attempt.is_none_or(|t| now >= t) {
+                watching = self.start_watching(&bus, &spawner).await;
+                next_attempt = watching.is_none().then(|| now + WATCH_RETRY);
+            } else if !wanted {
+                if let Some(Watching { watcher, _connection }) = watching.take() {
+                    watcher.stop();
+                    drop(watcher);
+                    spawner.spawn(_connection.close()).detach();
+                    log::info!("dynamic generation: off; no longer watching the other services");
+                }
+                next_attempt = None;
+            }
+            let site = watching.as_ref().map(|w| w.watcher.readings()).unwrap_or_default();
             if self.shared.options.fork_law {
                 self.fork_step(&mut fork_written, &site).await;
             } else {
                 self.step(&mut controller, &mut arbiter, &site).await;
+            }
+        }
+    }
+
+    /// Connects and starts the watcher (`None` after logging why not).
+    async fn start_watching(&self, bus: &BusChoice, spawner: &Spawner) -> Option<Watching> {
+        let conn = match crate::dbus::connect(bus, spawner).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::error!("dynamic generation: cannot connect to D-Bus: {e}");
+                return None;
+            }
+        };
+        let grid_update = self.shared.wake.clone();
+        match Watcher::start(conn.conn.clone(), spawner.clone(), self.shared.clock, grid_update).await {
+            Ok(watcher) => Some(Watching { watcher, _connection: conn }),
+            Err(e) => {
+                log::error!("dynamic generation: watching the bus failed: {e}");
+                None
             }
         }
     }
@@ -313,7 +346,8 @@ impl DynGen {
             let (service, commands, device, rate) =
                 (inv.service.clone(), inv.commands.clone(), inv.device, inv.rate);
             let starting = s.attached_at.is_some_and(|t| now.saturating_since(t) < STARTUP_GRACE);
-            if starting && (site.grid_power_w.is_none() || s.pv.is_none()) {
+            // Only the controller needs the readings; off, it has nothing to wait for.
+            if s.settings.enabled && starting && (site.grid_power_w.is_none() || s.pv.is_none()) {
                 if let Some(service) = service.upgrade() {
                     let _ = service.set_value(inverter::STATUS, "Waiting for readings");
                 }

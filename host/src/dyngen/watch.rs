@@ -17,6 +17,7 @@
 //! while its service is on the bus, as core's control law expects.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_executor::Task;
@@ -209,6 +210,10 @@ pub struct Watcher {
     /// One signal follower per watched service; dropping it cancels the
     /// task and its stream, which removes the match rule.
     followers: Arc<Mutex<Followers>>,
+    /// The `NameOwnerChanged` follower (cancelled by [`Watcher::stop`]).
+    owners: Arc<Mutex<Option<Task<()>>>>,
+    /// Set by [`Watcher::stop`]: a watch still starting then subscribes nothing.
+    stopped: Arc<AtomicBool>,
 }
 
 /// Bus name → (its owner's unique name, the task following its signals).
@@ -271,8 +276,11 @@ impl Watcher {
             spawner: spawner.clone(),
             grid_update,
             followers: Arc::default(),
+            owners: Arc::default(),
+            stopped: Arc::default(),
         };
-        spawner.spawn(watcher.clone().follow_owners(owner_changes)).detach();
+        let owners = spawner.spawn(watcher.clone().follow_owners(owner_changes));
+        *lock(&watcher.owners) = Some(owners);
         let names: Vec<String> = conn
             .call_method(
                 Some("org.freedesktop.DBus"),
@@ -292,6 +300,18 @@ impl Watcher {
             }
         }
         Ok(watcher)
+    }
+
+    /// Stops watching: every follower task is cancelled (their streams and
+    /// match rules go with them, and with the last clone the connection), and
+    /// everything heard is forgotten.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let owners = lock(&self.owners).take();
+        drop(owners);
+        let followers = std::mem::take(&mut *lock(&self.followers));
+        drop(followers);
+        *lock(&self.site) = Site::default();
     }
 
     /// The current readings.
@@ -318,7 +338,7 @@ impl Watcher {
                 return;
             }
         };
-        if !lock(&self.site).appeared(&name, self.clock.now()) {
+        if self.stopped.load(Ordering::Relaxed) || !lock(&self.site).appeared(&name, self.clock.now()) {
             return;
         }
         let follower = self.spawner.spawn(self.clone().follow_service(name.clone(), stream));
