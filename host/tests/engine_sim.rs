@@ -129,6 +129,15 @@ fn faults_never_deliver_a_wrong_value() {
     assert_all_served(&rec, &sim, 0, 2, "/Ac/Energy/Forward", "import_energy");
     let c = bus.master_counters();
     assert!(c.checksum_errors + c.wrong_unit + c.length_errors + c.timeouts > 0, "faults not seen: {c:?}");
+    // A damaged answer is waited out, not polled for: a handful of reads per
+    // transaction (one used to spin on reads until its deadline).
+    let stats = bus.stats();
+    assert!(
+        stats.reads < 12 * stats.transactions,
+        "{} reads for {} transactions",
+        stats.reads,
+        stats.transactions
+    );
 }
 
 #[test]

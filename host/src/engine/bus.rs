@@ -159,6 +159,9 @@ pub struct BusStats {
     pub wire_busy: Duration,
     /// Times the link was (re)opened.
     pub opens: u64,
+    /// Reads from the link during transactions (each a system call): a few
+    /// per transaction; a busy loop would show here first.
+    pub reads: u64,
 }
 
 /// The master over whichever framing the bus uses.
@@ -801,8 +804,13 @@ impl Bus {
             }
             let wake = with_master!(&self.master, m => m.poll_timeout()).unwrap_or(deadline);
             if received > 0 {
-                self.wait_for_rest(received, resp_len, exception, wake).await;
-                nothing_waiting = false;
+                // Only a real sleep makes an immediate read worth it; with
+                // nothing more expected (a full-length answer the master did
+                // not take: wrong unit, bad CRC, garbage after it) the next
+                // read must wait, or this loop spins until the deadline.
+                if self.wait_for_rest(received, resp_len, exception, wake).await {
+                    nothing_waiting = false;
+                }
             } else if !sent {
                 // The t3.5 gap before the request: sleep through it, then
                 // look once for bytes that arrived meanwhile (noise), which
@@ -813,6 +821,7 @@ impl Bus {
                 nothing_waiting = false;
             }
             let Some(link) = self.link.as_mut() else { break };
+            self.stats.reads += 1;
             let read = if nothing_waiting {
                 link.recv(&mut self.rx_buf, self.clock.to_std(wake), &self.timer).await
             } else {
@@ -868,21 +877,24 @@ impl Bus {
     /// 9600-baud line delivers one byte per millisecond). The sleep stays
     /// below the inter-character limit, so the receiver's gap check still sees
     /// real pauses, and never passes `wake`.
-    async fn wait_for_rest(&self, received: usize, resp_len: usize, exception: bool, wake: Instant) {
+    /// Returns whether it slept.
+    async fn wait_for_rest(&self, received: usize, resp_len: usize, exception: bool, wake: Instant) -> bool {
         if !self.config.method.is_serial() {
-            return;
+            return false;
         }
         let expected = if exception { 5 } else { resp_len };
         let remaining = expected.saturating_sub(received);
         if remaining == 0 {
-            return;
+            return false;
         }
         let limit = USB_BURST_GAP.saturating_sub(Duration::from_millis(2));
         let now = self.clock.now();
         let until = (now + self.config.wire_time(remaining).min(limit)).min(wake);
-        if until > now {
-            self.timer.sleep_until(self.clock.to_std(until)).await;
+        if until <= now {
+            return false;
         }
+        self.timer.sleep_until(self.clock.to_std(until)).await;
+        true
     }
 }
 
