@@ -7,7 +7,12 @@
 //! soak (Growatt silent, faults on) with that many transactions.
 //!
 //! CPU time is the engine thread's own (`/proc/thread-self/schedstat`): the
-//! simulator runs on other threads of this process and is not counted.
+//! simulator runs on other threads of this process and is not counted. Each
+//! baud rate runs twice: with the bus's waits through the shared async-io
+//! reactor, and on a thread of its own (`Bus::on_own_thread`, as the daemon
+//! runs it). In the first, the reactor's helper thread that hands over every
+//! wake-up is not counted either: compare the daemon-wide figures of
+//! `scripts/bench-daemon` for the whole cost.
 
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
@@ -87,9 +92,12 @@ fn run(bus: &mut Bus, obs: &mut Counter) {
     async_io::block_on(bus.run(obs));
 }
 
-fn line_limit_figures(baud: u32, seconds: u64) {
+fn line_limit_figures(baud: u32, seconds: u64, own_thread: bool) {
     let s = sim(baud, &[(2, DeviceKind::Sdm230)]);
     let mut b = bus(&s, baud, &[2], Some(Duration::ZERO));
+    if own_thread {
+        b.on_own_thread();
+    }
     // Start-up: identification and identity reads.
     let mut warm =
         Counter { stop_at: StdInstant::now() + StdDuration::from_secs(5), ready: 0, fast_reads: vec![] };
@@ -135,7 +143,8 @@ fn line_limit_figures(baud: u32, seconds: u64) {
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0);
     let c = b.master_counters();
     println!(
-        "| {baud:>6} | {n:>6} | {tps:>7.1} | {limit_tps:>7.1} | {:>5.1} % | {:>5.1} % | {:>8.0} | {:>8.0} | {:>6.0} | {:>7.1} | {:>7.1} | {:>5.1} % | {:>6.2} | {} |",
+        "| {baud:>6} | {} | {n:>6} | {tps:>7.1} | {limit_tps:>7.1} | {:>5.1} % | {:>5.1} % | {:>8.0} | {:>8.0} | {:>6.0} | {:>7.1} | {:>7.1} | {:>5.1} % | {:>6.2} | {} |",
+        if own_thread { "own thread" } else { "reactor" },
         100.0 * wire.as_micros() as f64 / 1e6 / secs,
         100.0 * wire.as_micros() as f64 / limit.as_micros() as f64,
         measured_per_tx,
@@ -208,11 +217,13 @@ fn main() {
     }
     println!("Engine against the paced simulator (SDM230 only, fast class as fast as the line allows, sim turnaround {TURNAROUND_MS} ms)");
     println!(
-        "| baud | transactions | tx/s | line-limit tx/s | wire busy | of line limit | us/tx measured | us/tx line limit | host overhead us/tx | fast block interval ms (median) | its line limit ms | above limit | engine CPU us/tx | first ready, timeouts |"
+        "| baud | waits | transactions | tx/s | line-limit tx/s | wire busy | of line limit | us/tx measured | us/tx line limit | host overhead us/tx | fast block interval ms (median) | its line limit ms | above limit | engine CPU us/tx | first ready, timeouts |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    line_limit_figures(9600, 10);
-    line_limit_figures(115_200, 5);
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for own_thread in [false, true] {
+        line_limit_figures(9600, 10, own_thread);
+        line_limit_figures(115_200, 5, own_thread);
+    }
     if let Some(n) = std::env::var("BENCH_SOAK_TX").ok().and_then(|v| v.parse().ok()) {
         soak(n);
     }

@@ -18,7 +18,7 @@ use dmc_core::profile;
 use futures_lite::StreamExt;
 
 use crate::dbus::{self, BusChoice, ItemValue, Spawner};
-use crate::engine::{Bus, BusConfig, Clock};
+use crate::engine::{Bus, BusConfig, Clock, Command};
 use crate::publish::{Publisher, PublisherConfig};
 use crate::settings::client::{client_settings, SettingsClient};
 use crate::spec::{DeviceSpec, Method};
@@ -321,6 +321,7 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         by_bus.entry(d.bus_key()).or_default().push(d);
     }
     let mut tasks = Vec::new();
+    let mut bus_threads = BusThreads(Vec::new());
     for (key, specs) in by_bus {
         let mut bus_config = BusConfig::for_spec(&specs[0]);
         bus_config.fastest_period = options.fastest_period_ms.map(dmc_core::time::Duration::from_millis);
@@ -338,9 +339,25 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         control.add_bus(bus.shared());
         let mut publisher =
             Publisher::new(config.clone(), bus.commands(), bus.devices.len()).with_bus_state(bus.shared());
-        tasks.push(spawner.spawn(async move {
-            bus.run(&mut publisher).await;
-        }));
+        // Each bus loop on a thread of its own: its waits then block that
+        // thread alone instead of passing every wake-up through the reactor
+        // thread to the executor (see Bus::on_own_thread).
+        bus.on_own_thread();
+        let (done_tx, done) = async_channel::bounded::<()>(1);
+        let commands = bus.commands();
+        let spawned =
+            std::thread::Builder::new().name(format!("bus{}", bus_threads.0.len())).spawn(move || {
+                futures_lite::future::block_on(bus.run(&mut publisher));
+                drop(publisher);
+                let _ = done_tx.try_send(());
+            });
+        match spawned {
+            Ok(_) => bus_threads.0.push(BusThread { commands, done }),
+            Err(e) => {
+                log::error!("bus {key}: cannot start its thread: {e}");
+                return 2;
+            }
+        }
     }
     tasks.push(spawner.spawn(control.run(options.bus.clone(), spawner.clone())));
     let started = StdInstant::now();
@@ -355,14 +372,54 @@ pub async fn run_async(options: DaemonOptions, spawner: Spawner, stop: StopFlag)
         debug_stall(started);
         Timer::after(StdDuration::from_millis(250)).await;
     }
-    // Dropping the bus tasks closes the ports; dropping the services
-    // releases their names.
+    // Stopped bus threads close their ports (a transaction under way ends
+    // at its timeout); dropping the tasks releases the services' names.
+    bus_threads.stop();
+    let stopped = async {
+        for t in &bus_threads.0 {
+            let _ = t.done.recv().await;
+        }
+    };
+    let waited = async {
+        Timer::after(BUS_STOP_WAIT).await;
+        log::warn!("a bus thread did not stop within {BUS_STOP_WAIT:?}");
+    };
+    futures_lite::future::or(stopped, waited).await;
     drop(tasks);
     if config.failed.load(Ordering::Relaxed) {
         1
     } else {
         log::info!("stopping");
         0
+    }
+}
+
+/// How long a stopping daemon waits for its bus threads (a transaction under
+/// way finishes or times out first).
+const BUS_STOP_WAIT: StdDuration = StdDuration::from_secs(2);
+
+/// One bus loop's thread, seen from the daemon.
+struct BusThread {
+    /// Closing it stops the loop (see `Bus::run`).
+    commands: async_channel::Sender<Command>,
+    /// Signalled when the loop has ended and its port is closed.
+    done: async_channel::Receiver<()>,
+}
+
+/// The bus threads; dropped (the daemon's future cancelled) or stopped, they end.
+struct BusThreads(Vec<BusThread>);
+
+impl BusThreads {
+    fn stop(&self) {
+        for t in &self.0 {
+            t.commands.close();
+        }
+    }
+}
+
+impl Drop for BusThreads {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

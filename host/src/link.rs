@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{AsFd, FromRawFd, IntoRawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -241,6 +241,9 @@ impl Link {
         deadline: Instant,
         timer: &LineTimer,
     ) -> Result<usize, LinkError> {
+        if timer.is_blocking() {
+            return self.recv_blocking(buf, deadline);
+        }
         let name = self.name().to_string();
         let read = async {
             let r = match self {
@@ -267,32 +270,74 @@ impl Link {
         }
     }
 
+    /// [`Link::recv`] on a bus thread of its own: waits in `poll(2)` on the
+    /// descriptor, one system call and no other thread involved.
+    fn recv_blocking(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, LinkError> {
+        use rustix::event::{poll, PollFd, PollFlags};
+        loop {
+            let n = self.try_recv(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let now = Instant::now();
+            if deadline <= now {
+                return Ok(0);
+            }
+            let wait = deadline - now;
+            let timeout = rustix::time::Timespec {
+                tv_sec: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(wait.subsec_nanos()),
+            };
+            let fd = match self {
+                Link::Serial(l) => l.io.as_fd(),
+                Link::Tcp(l) => l.io.as_fd(),
+                Link::Udp(l) => l.io.as_fd(),
+            };
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            match poll(&mut fds, Some(&timeout)) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    let hung_up =
+                        fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL);
+                    // Readable: the loop reads it. Hung up with nothing to
+                    // read: the other side is gone (a read would say so too,
+                    // but must not be skipped into a busy loop).
+                    if hung_up && self.try_recv(buf)? == 0 {
+                        let source = io::ErrorKind::UnexpectedEof.into();
+                        return Err(LinkError::Io { port: self.name().to_string(), source });
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(LinkError::from_io(self.name(), e.into())),
+            }
+        }
+    }
+
     /// Reads what is already waiting without waiting or arming the reactor
     /// (`Ok(0)`: nothing there). One syscall: the hot path of a transaction
     /// whose answer is expected to be complete.
     pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
-        let name = self.name().to_string();
         let r = match self {
             Link::Serial(l) => l.io.get_ref().read(buf),
             Link::Tcp(l) => l.io.get_ref().read(buf),
             Link::Udp(l) => l.io.get_ref().recv(buf),
         };
         match r {
-            Ok(0) if !buf.is_empty() && !matches!(self, Link::Udp(_)) => {
-                Err(LinkError::Io { port: name, source: io::ErrorKind::UnexpectedEof.into() })
-            }
+            Ok(0) if !buf.is_empty() && !matches!(self, Link::Udp(_)) => Err(LinkError::Io {
+                port: self.name().to_string(),
+                source: io::ErrorKind::UnexpectedEof.into(),
+            }),
             Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
                 Ok(0)
             }
-            Err(e) => Err(LinkError::from_io(&name, e)),
+            Err(e) => Err(LinkError::from_io(self.name(), e)),
         }
     }
 
     /// Discards whatever is already waiting (stale replies, line noise) without
     /// blocking; returns how many bytes were dropped.
     pub fn drain(&mut self) -> Result<usize, LinkError> {
-        let name = self.name().to_string();
         let mut scratch = [0u8; 256];
         let mut dropped = 0usize;
         // Bounded: a babbling line cannot keep us here forever.
@@ -307,7 +352,7 @@ impl Link {
                 Ok(n) => dropped += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(LinkError::from_io(&name, e)),
+                Err(e) => return Err(LinkError::from_io(self.name(), e)),
             }
         }
         Ok(dropped)

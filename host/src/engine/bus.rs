@@ -361,10 +361,24 @@ impl Bus {
         Ok(())
     }
 
-    /// Runs until the observer asks to stop. Link failures never end it.
+    /// Has this bus's waits block the thread instead of going through the
+    /// shared reactor: for a bus loop that runs alone on a thread of its own
+    /// (as the daemon runs each bus). A sleep is then one `nanosleep` and a
+    /// wait for the answer one `poll`, with no reactor thread handing each
+    /// wake-up over, which was most of a transaction's CPU time. The idle
+    /// sleep between reads still goes through the reactor, so a command
+    /// (a D-Bus write) wakes it at once.
+    pub fn on_own_thread(&mut self) {
+        self.timer = LineTimer::blocking();
+    }
+
+    /// Runs until the observer asks to stop or the command channel is closed
+    /// (`Sender::close` on any [`Bus::commands`] handle: how the daemon stops
+    /// a bus running on its own thread, an idle sleep included). Link
+    /// failures never end it.
     pub async fn run(&mut self, observer: &mut (dyn Observer + Send)) {
         loop {
-            if observer.stop_requested() {
+            if observer.stop_requested() || self.commands.is_closed() {
                 return;
             }
             observer.progress();
@@ -508,7 +522,12 @@ impl Bus {
         let (timer, commands) = (&self.timer, &self.commands);
         let woken_by = future::or(
             async {
-                timer.sleep_until(until).await;
+                // A blocking timer would not let the command below wake us.
+                if timer.is_blocking() {
+                    Timer::at(until).await;
+                } else {
+                    timer.sleep_until(until).await;
+                }
                 None
             },
             async { commands.recv().await.ok() },

@@ -8,6 +8,11 @@
 //! costs one `timerfd_settime`; its expiry is an ordinary readable fd.
 //!
 //! Where no timerfd can be made the sleeps fall back to `async_io::Timer`.
+//!
+//! A bus loop on a thread of its own uses a blocking timer instead
+//! ([`LineTimer::blocking`]): the thread simply sleeps, with no reactor, no
+//! timerfd and no hand-over between threads, which is what most of a
+//! transaction's CPU time went to (see `Bus::on_own_thread`).
 
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -20,6 +25,7 @@ use rustix::time::{
 /// A monotonic one-shot timer; one sleep at a time.
 pub struct LineTimer {
     fd: Option<Async<OwnedFd>>,
+    blocking: bool,
 }
 
 impl Default for LineTimer {
@@ -37,13 +43,28 @@ impl LineTimer {
         if fd.is_none() {
             log::debug!("no timerfd; bus sleeps use async-io timers");
         }
-        LineTimer { fd }
+        LineTimer { fd, blocking: false }
+    }
+
+    /// A timer whose sleeps block the calling thread: only for a thread that
+    /// runs nothing but one bus loop.
+    pub fn blocking() -> LineTimer {
+        LineTimer { fd: None, blocking: true }
+    }
+
+    /// Whether sleeps block the thread (see [`LineTimer::blocking`]).
+    pub fn is_blocking(&self) -> bool {
+        self.blocking
     }
 
     /// Sleeps until `until`; returns at once if it has passed. Dropping the
     /// future early (a race lost to a read) disarms the timer, so no stale
     /// expiry wakes the reactor later.
     pub async fn sleep_until(&self, until: Instant) {
+        if self.blocking {
+            block_until(until);
+            return;
+        }
         let Some(fd) = &self.fd else {
             Timer::at(until).await;
             return;
@@ -66,6 +87,17 @@ impl LineTimer {
             let _ = rustix::io::read(fd.get_ref(), &mut count);
             armed.armed = false;
         }
+    }
+}
+
+/// Sleeps the thread until `until` (nanosleep may end early on a signal).
+fn block_until(until: Instant) {
+    loop {
+        let now = Instant::now();
+        if until <= now {
+            return;
+        }
+        std::thread::sleep(until - now);
     }
 }
 
@@ -136,5 +168,14 @@ mod tests {
             // A deadline in the past returns at once.
             timer.sleep_until(Instant::now() - Duration::from_millis(1)).await;
         });
+    }
+
+    #[test]
+    fn a_blocking_timer_sleeps_the_thread_to_the_deadline() {
+        let timer = LineTimer::blocking();
+        assert!(timer.is_blocking() && !LineTimer::new().is_blocking());
+        let until = Instant::now() + Duration::from_millis(5);
+        futures_lite::future::block_on(timer.sleep_until(until));
+        assert!(Instant::now() >= until);
     }
 }
