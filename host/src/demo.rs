@@ -198,9 +198,14 @@ async fn show(
             let _ = out.flush();
         } else if last_line.elapsed() >= Duration::from_secs(2) {
             last_line = Instant::now();
+            let mut out = std::io::stdout().lock();
             for r in &rows {
-                println!("{:6.1} s {r}", started.elapsed().as_secs_f64());
+                // A reader that went away (`demo | head`) ends the demo, not a panic.
+                if writeln!(out, "{:6.1} s {r}", started.elapsed().as_secs_f64()).is_err() {
+                    return Ok(());
+                }
             }
+            let _ = out.flush();
         }
         Timer::after(Duration::from_millis(500)).await;
     }
